@@ -1,0 +1,1 @@
+"""lenrisk features."""

@@ -1,0 +1,101 @@
+"""The one feature encoding: derived features, explicit unknowns, JSON state that round-trips exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.encoding import (
+    FEATURE_GROUPS,
+    FEATURE_NAMES,
+    REGIMEN_COMPONENTS,
+    EncoderStateError,
+    FeatureEncoder,
+)
+from features.errors import ContractError
+from features.schema import PREDICTOR_NAMES, REGIMENS
+
+
+def _value(X, name, i=0):
+    return X[i, FEATURE_NAMES.index(name)]
+
+
+@pytest.fixture
+def frame(row) -> pd.DataFrame:
+    rows = [
+        row,
+        {**row, "regimen": "RCd", "crcl_ml_min": 40.0, "ecog": 2, "sex": "female"},
+        {**row, "regimen": "R", "crcl_ml_min": 25.0, "ecog": None, "setting": "maintenance"},
+        {**row, "regimen": "MPR", "crcl_ml_min": None, "dialysis": 1, "cm_vte": 1},
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_derived_features(frame):
+    X = FeatureEncoder().fit(frame).transform(frame)
+    assert X.shape == (4, len(FEATURE_NAMES))
+    assert [_value(X, "n_agents", i) for i in range(4)] == [3, 3, 1, 3]
+    assert [_value(X, "partner_alkylator", i) for i in range(4)] == [0, 1, 0, 1]
+    assert _value(X, "partner_proteasome_inhibitor") == 1
+    assert [_value(X, "renal_category", i) for i in range(4)] == [0, 1, 2, 3]
+    assert [_value(X, "male", i) for i in range(4)] == [1, 0, 1, 1]
+    assert _value(X, "setting_maintenance", 2) == 1 and _value(X, "setting_relapsed_refractory", 2) == 0
+    assert [_value(X, "cm_count", i) for i in range(4)] == [1, 1, 1, 2]
+
+
+def test_unknowns_are_imputed_and_flagged(frame):
+    enc = FeatureEncoder().fit(frame)
+    assert enc.impute_ == {"crcl_ml_min": 40.0, "ecog": 1.0}  # medians of the known values
+    X = enc.transform(frame)
+    assert _value(X, "crcl_unknown", 3) == 1 and _value(X, "crcl_ml_min", 3) == 40.0
+    assert _value(X, "ecog_unknown", 2) == 1 and _value(X, "ecog", 2) == 1.0
+    assert _value(X, "crcl_unknown", 0) == 0
+
+
+def test_single_record_path_equals_frame_path(frame):
+    enc = FeatureEncoder().fit(frame)
+    batch = enc.transform(frame)
+    for i, rec in enumerate(frame.to_dict("records")):
+        one = enc.transform({k: [None if pd.isna(v) else v] for k, v in rec.items()})
+        np.testing.assert_array_equal(one[0], batch[i])
+
+
+def test_large_frame_uses_the_same_codes(frame):
+    enc = FeatureEncoder().fit(frame)
+    big = pd.concat([frame] * 50, ignore_index=True)  # above the small-input threshold
+    np.testing.assert_array_equal(enc.transform(big)[:4], enc.transform(frame))
+
+
+def test_state_is_json_and_round_trips(frame):
+    enc = FeatureEncoder().fit(frame)
+    state = json.loads(json.dumps(enc.to_dict()))
+    again = FeatureEncoder.from_dict(state)
+    np.testing.assert_array_equal(again.transform(frame), enc.transform(frame))
+    assert state["ranges"]["age"]["min"] == 74.0
+    assert state["categories"]["regimen"]["RVd"] == 1 and set(state["categories"]["regimen"]) == set(REGIMENS)
+
+
+def test_state_for_another_feature_definition_is_refused(frame):
+    state = FeatureEncoder().fit(frame).to_dict()
+    with pytest.raises(EncoderStateError):
+        FeatureEncoder.from_dict({**state, "feature_names": [*FEATURE_NAMES, "extra"]})
+    with pytest.raises(EncoderStateError):
+        FeatureEncoder.from_dict({**state, "version": 99})
+    with pytest.raises(EncoderStateError):
+        FeatureEncoder().transform(frame)  # not fitted
+
+
+def test_unknown_category_is_a_contract_error(frame):
+    enc = FeatureEncoder().fit(frame)
+    with pytest.raises(ContractError, match="regimen"):
+        enc.transform(frame.assign(regimen="VRd"))
+
+
+def test_every_feature_explains_a_contract_field():
+    groups = set(FEATURE_GROUPS.values())
+    fields = {*PREDICTOR_NAMES, "renal_function", "comorbidities"}
+    assert groups <= fields
+    assert set(REGIMEN_COMPONENTS) == set(REGIMENS)

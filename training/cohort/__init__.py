@@ -1,0 +1,1 @@
+"""Synthetic cohort generator calibrated on the published studies in shared/seeds."""
