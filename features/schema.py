@@ -83,7 +83,8 @@ REGIMEN_LABELS = {
 }
 
 #: Printable characters only (no C0/C1 control characters); the API and the file validator share this rule.
-PATIENT_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$"
+PATIENT_ID_CHARACTER = r"[^\x00-\x1f\x7f-\x9f]"
+PATIENT_ID_PATTERN = rf"^{PATIENT_ID_CHARACTER}{{1,64}}$"
 
 PATIENT_ID = Column(
     "patient_id",

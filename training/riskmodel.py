@@ -1,0 +1,141 @@
+"""A trained risk model: encoding -> estimator margin -> Platt calibration -> SHAP, and its native artifact.
+
+This is the one scoring kernel. Training evaluates with it, the MLflow pyfunc wraps it, and the service's
+predictor, batch scoring and Spark call it, so a record gets the same probability and explanation
+everywhere.
+
+Artifact layout (a directory; no pickles)::
+
+    model.json       outcome, family, calibrator, lenrisk version, training summary
+    encoder.json     fitted feature encoding (features.encoding)
+    estimator.json   coefficients (logistic) or parameters (xgboost)
+    booster.ubj      XGBoost native model (xgboost only)
+    digests.json     SHA-256 of every file above, verified on load
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+
+from features.encoding import FEATURE_NAMES, FeatureEncoder
+from training.calibration import PlattCalibrator
+from training.estimators import ArtifactError, BoostedModel, LogisticModel, load_estimator
+
+FORMAT = "lenrisk.risk-model"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """SHAP values on the calibrated log-odds scale: ``base + values.sum(1) == logit(probability)``."""
+
+    base: float
+    values: np.ndarray  # (n, len(FEATURE_NAMES))
+    logit: np.ndarray  # (n,)
+
+    @property
+    def probability(self) -> np.ndarray:
+        """The calibrated probability."""
+        return expit(self.logit)
+
+
+@dataclass(frozen=True)
+class RiskModel:
+    """Encoder + estimator + calibrator for one outcome (``discontinuation`` or ``dose_reduction``)."""
+
+    outcome: str
+    encoder: FeatureEncoder
+    estimator: LogisticModel | BoostedModel
+    calibrator: PlattCalibrator
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        """``logistic`` or ``xgboost``."""
+        return self.estimator.family
+
+    def encode(self, rows: Mapping[str, Any]) -> np.ndarray:
+        """Encoded feature matrix of validated contract rows."""
+        return self.encoder.transform(rows)
+
+    def logit_of(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated log-odds of encoded rows."""
+        return self.calibrator.logit(self.estimator.margin(X))
+
+    def probability(self, rows: Mapping[str, Any]) -> np.ndarray:
+        """Calibrated probability of validated contract rows."""
+        return expit(self.logit_of(self.encode(rows)))
+
+    def explain_encoded(self, X: np.ndarray) -> Explanation:
+        """SHAP contributions of encoded rows, scaled onto the calibrated logit (exactly additive)."""
+        base, phi = self.estimator.contributions(X)
+        a, b = self.calibrator.slope, self.calibrator.intercept
+        values = a * phi
+        cal_base = a * base + b
+        return Explanation(base=cal_base, values=values, logit=cal_base + values.sum(axis=1))
+
+    def explain(self, rows: Mapping[str, Any]) -> Explanation:
+        """SHAP contributions of validated contract rows on the calibrated logit scale."""
+        return self.explain_encoded(self.encode(rows))
+
+    def save(self, directory: Path) -> str:
+        """Write the artifact into ``directory``; return its digest (SHA-256 of ``digests.json``)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        model = {
+            "format": FORMAT,
+            "version": VERSION,
+            "outcome": self.outcome,
+            "family": self.family,
+            "feature_names": list(FEATURE_NAMES),
+            "calibrator": self.calibrator.to_dict(),
+            "info": self.info,
+        }
+        (directory / "model.json").write_text(json.dumps(model, indent=1))
+        (directory / "encoder.json").write_text(json.dumps(self.encoder.to_dict(), indent=1))
+        files = ["model.json", "encoder.json", *self.estimator.save(directory)]
+        digests = {name: _sha256(directory / name) for name in sorted(files)}
+        (directory / "digests.json").write_text(json.dumps(digests, indent=1))
+        return _sha256(directory / "digests.json")
+
+    @classmethod
+    def load(cls, directory: Path, *, expected_digest: str | None = None) -> RiskModel:
+        """Load and verify an artifact written by :meth:`save`.
+
+        Every file's SHA-256 must match ``digests.json``; with ``expected_digest`` (e.g. from the model
+        registry) ``digests.json`` itself must match it too. Raises :class:`ArtifactError` otherwise.
+        """
+        directory = Path(directory)
+        try:
+            digests = json.loads((directory / "digests.json").read_text())
+            if expected_digest is not None and _sha256(directory / "digests.json") != expected_digest:
+                raise ArtifactError("digests.json does not match the digest recorded for this model version")
+            for name, digest in digests.items():
+                if _sha256(directory / name) != digest:
+                    raise ArtifactError(f"{name} does not match its SHA-256 in digests.json")
+            model = json.loads((directory / "model.json").read_text())
+        except (OSError, ValueError) as err:
+            raise ArtifactError(f"cannot read the model artifact in {directory.name}: {err}") from err
+        if model.get("format") != FORMAT or model.get("version") != VERSION:
+            raise ArtifactError(f"not a {FORMAT} v{VERSION} artifact")
+        if model["feature_names"] != list(FEATURE_NAMES):
+            raise ArtifactError("the artifact was trained on other features than this version of lenrisk's")
+        encoder = FeatureEncoder.from_dict(json.loads((directory / "encoder.json").read_text()))
+        return cls(
+            outcome=model["outcome"],
+            encoder=encoder,
+            estimator=load_estimator(directory, model["family"]),
+            calibrator=PlattCalibrator.from_dict(model["calibrator"]),
+            info=model.get("info", {}),
+        )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
