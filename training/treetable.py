@@ -1,0 +1,132 @@
+"""Boosted trees compiled to lookup tables: exact TreeSHAP and margins for one row in microseconds.
+
+A tree's output and its SHAP values depend on a row only through which side of each of the tree's
+split conditions the row falls (``x_f >= threshold``). A depth-3 tree has at most 7 distinct conditions,
+so at most 128 patterns. At load time, for every tree, one representative row per feasible pattern is
+explained by XGBoost itself (``pred_contribs`` of the one-tree slice of the booster); the
+table stores those per-tree SHAP values. At prediction time a row's pattern per tree is a vector of
+comparisons, and its SHAP values are a gather and a sum. Because TreeSHAP is additive over the trees of an
+ensemble, the sum equals the ensemble's TreeSHAP values, and ``base + sum`` is the margin, accumulated in
+float64 (XGBoost sums its trees in float32, off by up to ~3e-6 log-odds).
+
+Rows that fall in the same pattern of every tree share predictions and explanations; registry rows repeat
+those patterns heavily, which batch scoring can exploit by explaining unique patterns only.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import xgboost as xgb
+
+from features.encoding import FEATURE_NAMES
+from features.errors import LenriskError
+
+MAX_CONDITIONS = 10  # 2**10 patterns per tree at most: depth <= 3 gives 7; deeper trees are refused
+
+
+class TreeTableError(LenriskError):
+    """A booster that cannot be compiled to tables (too deep, or an unexpected tree structure)."""
+
+
+@dataclass(frozen=True)
+class TreeTables:
+    """Compiled booster: per-tree split conditions and per-pattern SHAP tables."""
+
+    base: float  # the ensemble's expected margin (SHAP base value)
+    cond_feature: np.ndarray  # (C,) feature index of each condition, all trees concatenated
+    cond_threshold: np.ndarray  # (C,) float32 threshold; the condition is x >= threshold
+    cond_weight: np.ndarray  # (C,) 2**(position of the condition within its tree)
+    tree_start: np.ndarray  # (T,) index of each tree's first condition
+    shap: np.ndarray  # (T, P, F) per-tree SHAP values by pattern (P = 2**max conditions per tree)
+    leaf: np.ndarray  # (T, P) per-tree sum of SHAP values by pattern
+
+    @classmethod
+    def compile(cls, booster: xgb.Booster) -> TreeTables:
+        """Compile ``booster`` (trained on :data:`FEATURE_NAMES`, no missing values at prediction)."""
+        nodes = booster.trees_to_dataframe()
+        splits = nodes[nodes["Feature"] != "Leaf"]
+        n_trees = int(nodes["Tree"].max()) + 1
+        index = {name: i for i, name in enumerate(FEATURE_NAMES)}
+        per_tree: list[list[tuple[int, np.float32]]] = [[] for _ in range(n_trees)]
+        for tree, feature, threshold in splits[["Tree", "Feature", "Split"]].itertuples(index=False):
+            condition = (index[feature], np.float32(threshold))
+            if condition not in per_tree[tree]:
+                per_tree[tree].append(condition)
+        widest = max((len(c) for c in per_tree), default=0)
+        if widest > MAX_CONDITIONS:
+            raise TreeTableError(
+                f"a tree has {widest} split conditions; at most {MAX_CONDITIONS} can be tabled"
+            )
+        n_patterns = 2**widest
+        shap_table = np.zeros((n_trees, n_patterns, len(FEATURE_NAMES)))
+        dummy = xgb.DMatrix(
+            np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32), feature_names=list(FEATURE_NAMES)
+        )
+        base = float(booster.predict(dummy, pred_contribs=True)[0, -1])
+        for tree, conditions in enumerate(per_tree):
+            rows, patterns = _representatives(conditions)
+            # DMatrix feature names cost milliseconds; the column order is FEATURE_NAMES by construction.
+            contribs = booster[tree : tree + 1].predict(
+                xgb.DMatrix(rows), pred_contribs=True, validate_features=False
+            )
+            shap_table[tree, patterns] = contribs[:, :-1]
+        return cls(
+            base=base,
+            cond_feature=np.array([f for c in per_tree for f, _ in c], dtype=np.int64),
+            cond_threshold=np.array([t for c in per_tree for _, t in c], dtype=np.float32),
+            cond_weight=np.array([2**k for c in per_tree for k in range(len(c))], dtype=np.int64),
+            tree_start=np.cumsum([0] + [len(c) for c in per_tree[:-1]]).astype(np.int64),
+            shap=shap_table,
+            leaf=shap_table.sum(axis=2),
+        )
+
+    def patterns(self, X: np.ndarray) -> np.ndarray:
+        """(n, T) pattern index of each row in each tree."""
+        above = X.astype(np.float32)[:, self.cond_feature] >= self.cond_threshold
+        weighted = above * self.cond_weight.astype(np.int32)
+        out = np.zeros((X.shape[0], len(self.tree_start)), dtype=np.int32)
+        has_conditions = np.diff(np.append(self.tree_start, len(self.cond_feature))) > 0
+        out[:, has_conditions] = np.add.reduceat(weighted, self.tree_start[has_conditions], axis=1)
+        return out
+
+    def margin(self, X: np.ndarray, *, chunk: int = 16_384) -> np.ndarray:
+        """Log-odds (float64): base value plus the sum of every tree's SHAP values."""
+        out = np.empty(X.shape[0])
+        trees = np.arange(len(self.tree_start))
+        for start in range(0, X.shape[0], chunk):
+            out[start : start + chunk] = self.leaf[trees, self.patterns(X[start : start + chunk])].sum(axis=1)
+        return self.base + out
+
+    def contributions(self, X: np.ndarray, *, chunk: int = 2_048) -> np.ndarray:
+        """(n, F) SHAP values on the margin scale (TreeSHAP, path-dependent, as XGBoost computes it)."""
+        out = np.empty((X.shape[0], self.shap.shape[2]))
+        trees = np.arange(len(self.tree_start))
+        for start in range(0, X.shape[0], chunk):
+            out[start : start + chunk] = self.shap[trees, self.patterns(X[start : start + chunk])].sum(axis=1)
+        return out
+
+
+def _representatives(conditions: list[tuple[int, np.float32]]) -> tuple[np.ndarray, np.ndarray]:
+    """One row per feasible pattern of ``conditions``, and each row's pattern index."""
+    thresholds: dict[int, list[np.float32]] = {}
+    for feature, threshold in conditions:
+        thresholds.setdefault(feature, []).append(threshold)
+    features = sorted(thresholds)
+    # For each feature, one value per interval between its thresholds: below all, then each threshold.
+    choices = [
+        [np.nextafter(min(thresholds[f]), np.float32(-np.inf)), *sorted(thresholds[f])] for f in features
+    ]
+    rows = []
+    for combo in itertools.product(*choices):
+        row = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+        row[features] = combo
+        rows.append(row)
+    rows_arr = np.array(rows, dtype=np.float32).reshape(-1, len(FEATURE_NAMES))
+    weights = np.array([2**k for k in range(len(conditions))], dtype=np.int64)
+    cond_f = np.array([f for f, _ in conditions], dtype=np.int64)
+    cond_t = np.array([t for _, t in conditions], dtype=np.float32)
+    patterns = ((rows_arr[:, cond_f] >= cond_t) * weights).sum(axis=1) if conditions else np.zeros(1, int)
+    return rows_arr, patterns
