@@ -1,0 +1,181 @@
+"""The FastAPI application factory: lifespan-loaded models, errors mapped once, every request accounted.
+
+``create_app`` builds the app without loading anything; the lifespan opens the audit store and loads the
+models in the background (``/healthz`` answers at once, ``/readyz`` is 503 until both models are loaded),
+and optionally polls the alias. Each request captures the predictor reference once, so a reload (resolve,
+load, verify, warm, then swap one reference) never mixes versions within a request.
+
+Error mapping (the only place): contract violations 422 (field path and rule, never the submitted value),
+bad credentials 401, missing role 403, oversized body 413 (``service.limits``), models not ready or audit
+store down 503 with ``Retry-After``; anything unexpected is logged with the request id only and answered
+with a generic 500 body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from features.errors import ContractError, LenriskError
+from service import routes
+from service.audit import AuditLog
+from service.errors import (
+    AuditUnavailableError,
+    ForbiddenError,
+    ModelLoadError,
+    NotReadyError,
+    UnauthorizedError,
+)
+from service.lifecycle import Loader, initial_load, poll_alias
+from service.limits import BodyLimitMiddleware
+from service.metrics import Metrics
+from service.model_store import load_predictor
+from service.security import Authenticator
+from service.settings import ServiceSettings, get_settings
+
+log = logging.getLogger("lenrisk.service")
+AUDITED_PREFIXES = ("/v1/predict", "/cds-services/")
+RETRY_AFTER = "5"
+
+
+def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load_predictor) -> FastAPI:
+    """A new lenrisk app; ``settings`` default to the environment, read now (not at import)."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = app.state
+        state.settings, state.loader = settings, loader
+        state.predictor, state.load_error = None, None
+        state.reload_lock = asyncio.Lock()
+        state.metrics = Metrics()
+        state.auth = Authenticator(settings.api_keys, settings.admin_keys)
+        state.audit = AuditLog(settings.audit_url)
+        tasks = [asyncio.create_task(initial_load(app))]
+        if settings.alias_poll_seconds > 0:
+            tasks.append(asyncio.create_task(poll_alias(app, settings.alias_poll_seconds)))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            state.audit.close()
+
+    app = FastAPI(
+        title="lenrisk",
+        version="1",
+        summary="Calibrated, explained risk of early lenalidomide discontinuation for toxicity and of dose "
+        "reduction, before a lenalidomide line starts.",
+        lifespan=lifespan,
+    )
+    app.include_router(routes.build_router(settings))
+    _map_errors(app)
+    app.middleware("http")(_guard)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app
+
+
+async def _guard(request: Request, call_next: Callable[[Request], Any]) -> Any:
+    """Request id, metrics, and one audit row per prediction request (fail closed if it cannot be written)."""
+    started = time.perf_counter()
+    request.state.request_id = uuid.uuid4().hex
+    request.state.client = None
+    request.state.audit = None
+    response = await call_next(request)
+    path = request.url.path
+    if path.startswith(AUDITED_PREFIXES):
+        try:
+            _write_audit(request, response.status_code)
+        except AuditUnavailableError as err:
+            log.error("request %s: %s", request.state.request_id, err)
+            response = _error(503, "audit store unavailable; no prediction is served without an audit record")
+            response.headers["Retry-After"] = RETRY_AFTER
+    response.headers["X-Request-ID"] = request.state.request_id
+    route = request.scope.get("route")
+    request.app.state.metrics.observe(
+        getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started
+    )
+    return response
+
+
+def _write_audit(request: Request, status: int) -> None:
+    details = request.state.audit or {}
+    client = request.state.client
+    request.app.state.audit.write(
+        request_id=request.state.request_id,
+        client=client.name if client else "unauthenticated",
+        route=request.url.path,
+        status=status,
+        model_versions=details.get("model_versions"),
+        input_hmac=details.get("input_hmac"),
+        outputs=details.get("outputs"),
+    )
+
+
+def _error(status: int, detail: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail})
+
+
+def _map_errors(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the submitted input; report where and which rule, never the value.
+        items = [
+            {
+                "loc": [str(p) if not isinstance(p, int) else p for p in e["loc"]],
+                "type": e["type"],
+                "msg": e["msg"],
+            }
+            for e in err.errors()
+        ]
+        return _error(422, items)
+
+    @app.exception_handler(ContractError)
+    async def contract(_: Request, err: ContractError) -> JSONResponse:
+        return _error(
+            422, [{"loc": ["body", e.column], "type": "contract", "msg": e.reason} for e in err.errors]
+        )
+
+    @app.exception_handler(UnauthorizedError)
+    async def unauthorized(_: Request, err: UnauthorizedError) -> JSONResponse:
+        response = _error(401, str(err))
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(ForbiddenError)
+    async def forbidden(_: Request, err: ForbiddenError) -> JSONResponse:
+        return _error(403, str(err))
+
+    @app.exception_handler(NotReadyError)
+    async def not_ready(_: Request, err: NotReadyError) -> JSONResponse:
+        response = _error(503, str(err))
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+
+    @app.exception_handler(ModelLoadError)
+    async def load_failed(_: Request, err: ModelLoadError) -> JSONResponse:
+        return _error(502, f"model reload failed; the previous versions keep serving: {err}")
+
+    @app.exception_handler(LenriskError)
+    async def other_domain_error(_: Request, err: LenriskError) -> JSONResponse:
+        return _error(422, str(err))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, err: Exception) -> JSONResponse:
+        # The exception's message may quote input values: log its type and stack frames only.
+        frames = "".join(traceback.format_tb(err.__traceback__))
+        log.error(
+            "request %s failed: %s\n%s", getattr(request.state, "request_id", "?"), type(err).__name__, frames
+        )
+        return _error(500, "internal error; quote the X-Request-ID header when reporting it")

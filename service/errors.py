@@ -1,0 +1,25 @@
+"""Service domain errors; ``service.app`` maps each to one HTTP status, once."""
+
+from __future__ import annotations
+
+from features.errors import LenriskError
+
+
+class NotReadyError(LenriskError):
+    """The models are not loaded (yet): 503 with Retry-After."""
+
+
+class UnauthorizedError(LenriskError):
+    """No valid credentials: 401."""
+
+
+class ForbiddenError(LenriskError):
+    """Valid credentials without the needed role: 403."""
+
+
+class AuditUnavailableError(LenriskError):
+    """The audit store cannot record the request; predictions fail closed: 503."""
+
+
+class ModelLoadError(LenriskError):
+    """A model version could not be resolved, downloaded, verified or warmed."""

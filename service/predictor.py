@@ -1,0 +1,180 @@
+"""The one predictor: both outcome models, encode -> margin -> calibrate -> explain, with applicability.
+
+The HTTP routes, batch scoring and Spark all call :meth:`Predictor.predict_rows` on validated contract
+rows, so a record gets the same probability and explanation on every path. The served probability is the
+calibrated one, and each outcome's ``base_value + sum(contributions) == logit(probability)`` on the
+calibrated log-odds scale (contributions are SHAP values summed per contract field).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+
+from features.encoding import FEATURE_GROUPS, FEATURE_NAMES, NUMERIC_INPUTS
+from features.schema import COMORBIDITIES, COMORBIDITY_COLUMNS, OUTCOMES, PREDICTOR_NAMES
+from training.riskmodel import RiskModel
+
+#: Contract fields in the order their contributions are reported (the encoder's groups).
+FIELDS: tuple[str, ...] = tuple(dict.fromkeys(FEATURE_GROUPS.values()))
+_GROUP_MATRIX = np.array([[FEATURE_GROUPS[f] == g for g in FIELDS] for f in FEATURE_NAMES], dtype=np.float64)
+BANDS = ("low", "intermediate", "high")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered model version as served: name, version, aliases, digest, metrics and card."""
+
+    name: str
+    version: str
+    model: RiskModel
+    aliases: tuple[str, ...] = ()
+    digest: str = ""
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    card: str = ""
+
+
+@dataclass(frozen=True)
+class RiskBands:
+    """Cut points: low < ``intermediate`` <= intermediate < ``high`` <= high."""
+
+    intermediate: float
+    high: float
+
+    def band(self, probability: float) -> str:
+        """The band of a probability."""
+        return (
+            "high"
+            if probability >= self.high
+            else "intermediate"
+            if probability >= self.intermediate
+            else "low"
+        )
+
+
+@dataclass(frozen=True)
+class OutcomePrediction:
+    """One outcome's answer for one record."""
+
+    probability: float
+    risk_band: str
+    base_value: float
+    contributions: list[tuple[str, Any, float]]  # (field, value shown, log-odds contribution), largest first
+    model: LoadedModel
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Both outcomes' answers and the applicability warnings for one record."""
+
+    outcomes: dict[str, OutcomePrediction]
+    warnings: list[dict[str, Any]]
+
+
+class Predictor:
+    """Owns the loaded models of both outcomes and answers for validated contract rows."""
+
+    def __init__(self, models: Mapping[str, LoadedModel], bands: Mapping[str, RiskBands]) -> None:
+        missing = set(OUTCOMES) - set(models)
+        if missing:
+            raise ValueError(
+                f"a predictor needs a model for every outcome; missing {', '.join(sorted(missing))}"
+            )
+        self.models = dict(models)
+        self.bands = dict(bands)
+        first = next(iter(self.models.values())).model.encoder
+        self._encoder = first
+        self._same_encoder = all(m.model.encoder.to_dict() == first.to_dict() for m in self.models.values())
+
+    def versions(self) -> dict[str, str]:
+        """Model version per outcome."""
+        return {outcome: m.version for outcome, m in self.models.items()}
+
+    def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Prediction]:
+        """Predict and explain both outcomes for validated contract rows (dicts with ``cm_*`` flags)."""
+        columns = {name: [row.get(name) for row in rows] for name in PREDICTOR_NAMES}
+        encoded = {o: encoder.transform(columns) for o, encoder in self._encoders_by_outcome()}
+        per_outcome = {}
+        for outcome, loaded in self.models.items():
+            explanation = loaded.model.explain_encoded(encoded[outcome])
+            per_outcome[outcome] = (explanation, explanation.values @ _GROUP_MATRIX)
+        results = []
+        for i, row in enumerate(rows):
+            outcomes = {}
+            for outcome, loaded in self.models.items():
+                explanation, grouped = per_outcome[outcome]
+                probability = float(expit(explanation.logit[i]))
+                order = np.argsort(-np.abs(grouped[i]), kind="stable")
+                outcomes[outcome] = OutcomePrediction(
+                    probability=probability,
+                    risk_band=self.bands[outcome].band(probability),
+                    base_value=float(explanation.base),
+                    contributions=[
+                        (FIELDS[j], shown_value(FIELDS[j], row), float(grouped[i, j])) for j in order
+                    ],
+                    model=loaded,
+                )
+            results.append(Prediction(outcomes=outcomes, warnings=self.applicability(row)))
+        return results
+
+    def _encoders_by_outcome(self) -> list[tuple[str, Any]]:
+        # Both models of one training run share their encoder; encode once then.
+        if self._same_encoder:
+            return [(o, self._encoder) for o in self.models]
+        return [(o, m.model.encoder) for o, m in self.models.items()]
+
+    def applicability(self, row: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Inputs valid under the contract but unknown or outside what the models were trained on."""
+        warnings: list[dict[str, Any]] = []
+        encoder = self._encoder
+        for name in NUMERIC_INPUTS:
+            value = row.get(name)
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                warnings.append(
+                    {
+                        "field": name,
+                        "value": None,
+                        "kind": "unknown",
+                        "message": f"{name} is unknown; the models used the training median "
+                        f"{encoder.impute_[name]:g} and flag it as unknown",
+                    }
+                )
+                continue
+            lo, hi = encoder.ranges_[name]["min"], encoder.ranges_[name]["max"]
+            if not lo <= value <= hi:
+                warnings.append(
+                    {
+                        "field": name,
+                        "value": value,
+                        "kind": "outside_training_range",
+                        "range": [lo, hi],
+                        "message": f"{name} {value:g} is outside the training range {lo:g}–{hi:g}; "
+                        "the risk is extrapolated and less reliable",
+                    }
+                )
+        for name, counts in encoder.categories_.items():
+            if counts.get(row.get(name), 0) == 0:
+                warnings.append(
+                    {
+                        "field": name,
+                        "value": row.get(name),
+                        "kind": "not_seen_in_training",
+                        "message": f"no training line had {name} {row.get(name)}; the risk is extrapolated",
+                    }
+                )
+        return warnings
+
+
+def shown_value(name: str, row: Mapping[str, Any]) -> Any:
+    """The input value(s) a contribution is about, as a clinician would read them."""
+    if name == "renal_function":
+        crcl = row.get("crcl_ml_min")
+        crcl_text = "CrCl unknown" if crcl is None else f"CrCl {crcl:g} mL/min"
+        return f"{crcl_text}{', on dialysis' if row.get('dialysis') == 1 else ''}"
+    if name == "comorbidities":
+        return [c for c, col in zip(COMORBIDITIES, COMORBIDITY_COLUMNS, strict=True) if row.get(col) == 1]
+    return row.get(name)

@@ -1,0 +1,140 @@
+"""HTTP routes: thin layers over the predictor, the model store and the audit context.
+
+No `from __future__ import annotations` here: FastAPI must see the batch request model built at runtime.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from features.record import PatientRecord
+from service.audit import canonical_hmac
+from service.errors import NotReadyError
+from service.lifecycle import reload_models
+from service.predictor import Prediction, Predictor
+from service.schemas import (
+    BatchResponse,
+    ErrorResponse,
+    ModelsResponse,
+    PredictResponse,
+    ReloadResponse,
+    batch_request_model,
+    model_out,
+    prediction_out,
+)
+from service.security import Client
+from service.settings import ServiceSettings
+
+_bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "missing or invalid API key"},
+    413: {"model": ErrorResponse, "description": "request body over the configured limit"},
+    422: {"model": ErrorResponse, "description": "contract violation: field path and rule"},
+    503: {"model": ErrorResponse, "description": "models not loaded yet, or audit store down"},
+}
+
+
+def authenticated(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Client:
+    """The calling client (401 without a valid key when keys are configured)."""
+    header = f"Bearer {credentials.credentials}" if credentials else None
+    client = request.app.state.auth.authenticate(header)
+    request.state.client = client
+    return client
+
+
+ClientDep = Annotated[Client, Depends(authenticated)]
+
+
+def serving(request: Request) -> Predictor:
+    """The predictor serving now, captured once per request (503 until the models are loaded)."""
+    predictor = request.app.state.predictor
+    if predictor is None:
+        raise NotReadyError("models are not loaded yet")
+    return predictor
+
+
+PredictorDep = Annotated[Predictor, Depends(serving)]
+
+
+def _predict(request: Request, predictor: Predictor, records: list[PatientRecord]) -> list[dict[str, Any]]:
+    rows = [r.to_row() for r in records]
+    predictions = predictor.predict_rows(rows)
+    request.state.audit = {
+        "model_versions": predictor.versions(),
+        "input_hmac": canonical_hmac(request.app.state.settings.hmac_key, rows),
+        "outputs": [_audit_output(p) for p in predictions],
+    }
+    return [prediction_out(p, predictor.bands) for p in predictions]
+
+
+def _audit_output(prediction: Prediction) -> dict[str, Any]:
+    return {
+        o: {"probability": a.probability, "risk_band": a.risk_band} for o, a in prediction.outcomes.items()
+    }
+
+
+def build_router(settings: ServiceSettings) -> APIRouter:
+    """All routes; the batch request model carries the configured maximum number of records."""
+    router = APIRouter()
+    batch_request = batch_request_model(settings.max_batch_records)
+
+    @router.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, tags=["prediction"])
+    async def predict(
+        record: PatientRecord, request: Request, client: ClientDep, predictor: PredictorDep
+    ) -> dict[str, Any]:
+        """Both calibrated risks for one treatment line, each explained by SHAP contributions.
+
+        ``base_value + sum(contribution) = logit(probability)`` on the calibrated log-odds scale.
+        """
+        (result,) = _predict(request, predictor, [record])
+        return {"request_id": request.state.request_id, **result}
+
+    @router.post("/v1/predict/batch", response_model=BatchResponse, responses=ERRORS, tags=["prediction"])
+    async def predict_batch(
+        body: batch_request,  # type: ignore[valid-type]
+        request: Request,
+        client: ClientDep,
+        predictor: PredictorDep,
+    ) -> dict[str, Any]:
+        """Both risks for up to the configured maximum of records, in order."""
+        return {"request_id": request.state.request_id, "results": _predict(request, predictor, body.records)}
+
+    @router.get("/v1/models", response_model=ModelsResponse, responses=ERRORS, tags=["models"])
+    async def models(client: ClientDep, predictor: PredictorDep) -> ModelsResponse:
+        """The model versions served now: aliases, key metrics and model card."""
+        return ModelsResponse(models=[model_out(o, m) for o, m in predictor.models.items()])
+
+    @router.post(
+        "/v1/admin/reload",
+        response_model=ReloadResponse,
+        responses={**ERRORS, 403: {"model": ErrorResponse}, 502: {"model": ErrorResponse}},
+        tags=["admin"],
+    )
+    async def reload(request: Request, client: ClientDep, force: bool = False) -> ReloadResponse:
+        """Resolve the alias; if it moved (or ``force``), load, verify and warm, then swap (admin key)."""
+        request.app.state.auth.require_admin(client)
+        reloaded, versions, previous = await reload_models(request.app, force=force)
+        return ReloadResponse(reloaded=reloaded, versions=versions, previous_versions=previous)
+
+    @router.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Alive (never depends on the registry)."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", tags=["operations"], responses={503: {"model": ErrorResponse}})
+    async def readyz(request: Request) -> dict[str, Any]:
+        """Ready when both models are loaded (503 until then)."""
+        predictor = request.app.state.predictor
+        if predictor is None:
+            raise NotReadyError(request.app.state.load_error or "models are loading")
+        return {"status": "ready", "versions": predictor.versions()}
+
+    @router.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics."""
+        return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return router

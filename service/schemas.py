@@ -1,0 +1,165 @@
+"""Request and response models of the HTTP API (the request record itself is ``features.record``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from features.record import PatientRecord
+from service.predictor import LoadedModel, OutcomePrediction, Prediction, RiskBands
+
+Value = str | float | int | list[str] | None
+
+
+class Contribution(BaseModel):
+    """One contract field's SHAP contribution on the calibrated log-odds scale."""
+
+    feature: str = Field(description="contract field (renal_function = crcl_ml_min and dialysis)")
+    value: Value = Field(description="the input value(s) the contribution is about")
+    contribution: float = Field(description="log-odds; positive raises the risk")
+
+
+class ModelRef(BaseModel):
+    """The registered model version that produced an answer."""
+
+    name: str
+    version: str
+
+
+class BandCutPoints(BaseModel):
+    """Risk band cut points: low < intermediate_from <= intermediate < high_from <= high."""
+
+    intermediate_from: float
+    high_from: float
+
+
+class OutcomeOut(BaseModel):
+    """One outcome's calibrated risk and explanation: base_value + sum(contributions) = logit(probability)."""
+
+    probability: float = Field(ge=0, le=1, description="calibrated probability")
+    risk_band: Literal["low", "intermediate", "high"]
+    risk_band_cut_points: BandCutPoints
+    base_value: float = Field(description="log-odds of the average training line (SHAP base value)")
+    contributions: list[Contribution] = Field(description="largest absolute contribution first")
+    scale: Literal["log-odds"] = "log-odds"
+    model: ModelRef
+
+
+class ApplicabilityWarning(BaseModel):
+    """An input that is unknown or outside what the models were trained on (scored, not clipped)."""
+
+    field: str
+    value: Value
+    kind: Literal["unknown", "outside_training_range", "not_seen_in_training"]
+    message: str
+    range: list[float] | None = None
+
+
+class PredictionOut(BaseModel):
+    """Both risks for one record."""
+
+    discontinuation: OutcomeOut = Field(description="early discontinuation for toxicity")
+    dose_reduction: OutcomeOut = Field(description="dose reduction during the line")
+    warnings: list[ApplicabilityWarning]
+
+
+class PredictResponse(PredictionOut):
+    """Answer to ``POST /v1/predict``."""
+
+    request_id: str
+
+
+class BatchResponse(BaseModel):
+    """Answer to ``POST /v1/predict/batch``: one result per record, in order."""
+
+    request_id: str
+    results: list[PredictionOut]
+
+
+class ModelOut(BaseModel):
+    """A loaded model version."""
+
+    outcome: str
+    name: str
+    version: str
+    aliases: list[str]
+    family: str
+    artifact_sha256: str
+    metrics: dict[str, float]
+    model_card: str
+
+
+class ModelsResponse(BaseModel):
+    """Answer to ``GET /v1/models``."""
+
+    models: list[ModelOut]
+
+
+class ReloadResponse(BaseModel):
+    """Answer to ``POST /v1/admin/reload``."""
+
+    reloaded: bool
+    versions: dict[str, str]
+    previous_versions: dict[str, str]
+
+
+class ErrorItem(BaseModel):
+    """One broken rule: where (field path), what rule, and a message without the submitted value."""
+
+    loc: list[str | int]
+    type: str
+    msg: str
+
+
+class ErrorResponse(BaseModel):
+    """Error body."""
+
+    model_config = ConfigDict(extra="allow")
+    detail: str | list[ErrorItem]
+
+
+def batch_request_model(max_records: int) -> type[BaseModel]:
+    """``{"records": [...]}`` with the configured maximum, documented in the OpenAPI schema."""
+    return create_model(
+        "BatchRequest",
+        __config__=ConfigDict(extra="forbid", strict=True),
+        records=(list[PatientRecord], Field(min_length=1, max_length=max_records)),
+    )
+
+
+def outcome_out(prediction: OutcomePrediction, bands: RiskBands) -> OutcomeOut:
+    """Response model of one outcome's prediction."""
+    return OutcomeOut(
+        probability=prediction.probability,
+        risk_band=prediction.risk_band,
+        risk_band_cut_points=BandCutPoints(intermediate_from=bands.intermediate, high_from=bands.high),
+        base_value=prediction.base_value,
+        contributions=[
+            Contribution(feature=f, value=v, contribution=c) for f, v, c in prediction.contributions
+        ],
+        model=ModelRef(name=prediction.model.name, version=prediction.model.version),
+    )
+
+
+def prediction_out(prediction: Prediction, bands: dict[str, RiskBands]) -> dict[str, Any]:
+    """Fields of a :class:`PredictionOut` for one record."""
+    return {
+        "discontinuation": outcome_out(prediction.outcomes["discontinuation"], bands["discontinuation"]),
+        "dose_reduction": outcome_out(prediction.outcomes["dose_reduction"], bands["dose_reduction"]),
+        "warnings": [ApplicabilityWarning(**w) for w in prediction.warnings],
+    }
+
+
+def model_out(outcome: str, loaded: LoadedModel) -> ModelOut:
+    """Response model of a loaded model version."""
+    return ModelOut(
+        outcome=outcome,
+        name=loaded.name,
+        version=loaded.version,
+        aliases=list(loaded.aliases),
+        family=loaded.model.family,
+        artifact_sha256=loaded.digest,
+        metrics=dict(loaded.metrics),
+        model_card=loaded.card,
+    )
