@@ -1,0 +1,118 @@
+"""``lenrisk cohort``: write a synthetic cohort, or reproduce seed 000's published table (``--validate``).
+
+A thin layer over :func:`~training.cohort.generate.generate_cohort`, the project's atomic
+:func:`~features.tableio.write_table` (CSV or Parquet by extension) and
+:func:`~training.cohort.published.reproduce_published`. Unknown settings and unusable output paths are
+checked before generating and reported as bad ``--setting``/``--out`` values (exit code 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from features.schema import SETTINGS
+from features.tableio import FORMATS, write_table
+from training.cohort.generate import UnknownSettingError, generate_cohort, resolve_settings
+from training.cohort.published import Comparison, reproduce_published
+from training.console import Quiet, console, progress
+
+VALIDATE_N = 200_000
+VALIDATE_REPLICATES = 500
+
+
+def cohort(
+    n: Annotated[
+        int | None,
+        typer.Option(
+            "--n", min=1, help=f"Lines to generate; required, except with --validate ({VALIDATE_N})."
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Random seed: the same seed, the same table.")
+    ] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", dir_okay=False, help="Output file: .csv or .parquet.")
+    ] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option("--setting", help=f"Only this setting; repeat for several ({', '.join(SETTINGS)})."),
+    ] = None,
+    with_truth: Annotated[
+        bool, typer.Option("--with-truth", help="Add the true probability of each outcome (true_p_*).")
+    ] = False,
+    validate: Annotated[
+        bool,
+        typer.Option("--validate", help="Reproduce seed 000's published table instead of writing a file."),
+    ] = False,
+    replicates: Annotated[
+        int | None,
+        typer.Option(
+            "--replicates", min=1, help=f"With --validate: cohorts of 107 lines ({VALIDATE_REPLICATES})."
+        ),
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Generate synthetic Len treatment lines with both outcomes, or check them against seed 000."""
+    if validate:
+        if out is not None or setting or with_truth:
+            raise typer.BadParameter(
+                "takes only --n, --replicates, --seed and --quiet (it uses relapsed_refractory lines)",
+                param_hint="--validate",
+            )
+        _validate(n or VALIDATE_N, replicates or VALIDATE_REPLICATES, seed, quiet)
+        return
+    if replicates is not None:
+        raise typer.BadParameter("only with --validate", param_hint="--replicates")
+    if n is None:
+        raise typer.BadParameter("give the number of lines to generate", param_hint="--n")
+    if out is None:
+        raise typer.BadParameter("give the output file (.csv or .parquet)", param_hint="--out")
+    try:
+        settings = resolve_settings(setting)
+    except UnknownSettingError as err:
+        raise typer.BadParameter(str(err), param_hint="--setting") from err
+    _check_output(out)
+    with progress(quiet) as bar:
+        task = bar.add_task(f"generating {n:,} lines", total=2)
+        frame = generate_cohort(n, seed, settings=settings, with_truth=with_truth)
+        bar.update(task, advance=1, description=f"writing {out.name}")
+        write_table(frame, out)
+        bar.advance(task)
+    patients = frame["patient_id"].nunique()
+    console().print(f"wrote {len(frame):,} lines of {patients:,} patients to {out}")
+
+
+def _check_output(out: Path) -> None:
+    """Refuse an output path that cannot be written before spending time on the cohort."""
+    if out.suffix.lower() not in FORMATS:
+        raise typer.BadParameter(f"{out.name!r} must end in {' or '.join(FORMATS)}", param_hint="--out")
+    if not out.parent.is_dir():
+        raise typer.BadParameter(f"directory {str(out.parent)!r} does not exist", param_hint="--out")
+
+
+def _validate(n: int, replicates: int, seed: int, quiet: bool) -> None:
+    """Print the comparison table; exit with code 1 if any check fails."""
+    with progress(quiet) as bar:
+        task = bar.add_task(f"fitting {n:,} lines, then {replicates} cohorts of 107", total=replicates + 1)
+        rows = reproduce_published(n=n, replicates=replicates, seed=seed, progress=lambda: bar.advance(task))
+    title = f"Seed 000 reproduced: {n:,} relapsed/refractory lines, {replicates} cohorts of 107, seed {seed}"
+    console().print(comparison_table(rows, title))
+    failed = [r.quantity for r in rows if r.passed is False]
+    if failed:
+        console().print(f"[bold red]{len(failed)} check(s) failed:[/] {'; '.join(failed)}")
+        raise typer.Exit(1)
+
+
+def comparison_table(rows: list[Comparison], title: str) -> Table:
+    """The comparison rows as a rich table (result: pass, FAIL, or — for report-only rows)."""
+    table = Table(title=title)
+    for name in ("quantity", "published", "reproduced", "criterion", "result"):
+        table.add_column(name, justify="left" if name == "quantity" else "right")
+    for r in rows:
+        result = "—" if r.passed is None else "pass" if r.passed else "[bold red]FAIL[/]"
+        table.add_row(r.quantity, r.published, r.reproduced, r.criterion, result)
+    return table
