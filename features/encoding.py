@@ -226,7 +226,7 @@ def _floats(values: Any) -> np.ndarray:
     """A float64 array with None/NA as NaN."""
     if isinstance(values, pd.Series):
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
-    return np.array([np.nan if v is None else v for v in np.atleast_1d(values)], dtype=np.float64)
+    return np.atleast_1d(np.asarray(values, dtype=np.float64))  # numpy reads None as NaN
 
 
 def _codes(values: Any, categories: Sequence[str], name: str) -> np.ndarray:

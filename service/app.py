@@ -16,10 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import traceback
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,12 +28,12 @@ from features.errors import ContractError, LenriskError
 from service import routes
 from service.audit import AuditLog
 from service.errors import (
-    AuditUnavailableError,
     ForbiddenError,
     ModelLoadError,
     NotReadyError,
     UnauthorizedError,
 )
+from service.guard import RETRY_AFTER, RequestGuard
 from service.lifecycle import Loader, initial_load, poll_alias
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics
@@ -44,8 +42,6 @@ from service.security import Authenticator
 from service.settings import ServiceSettings, get_settings
 
 log = logging.getLogger("lenrisk.service")
-AUDITED_PREFIXES = ("/v1/predict", "/cds-services/")
-RETRY_AFTER = "5"
 
 
 def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load_predictor) -> FastAPI:
@@ -81,46 +77,9 @@ def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load
     )
     app.include_router(routes.build_router(settings))
     _map_errors(app)
-    app.middleware("http")(_guard)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuard)  # outermost: oversized (413) prediction requests are audited too
     return app
-
-
-async def _guard(request: Request, call_next: Callable[[Request], Any]) -> Any:
-    """Request id, metrics, and one audit row per prediction request (fail closed if it cannot be written)."""
-    started = time.perf_counter()
-    request.state.request_id = uuid.uuid4().hex
-    request.state.client = None
-    request.state.audit = None
-    response = await call_next(request)
-    path = request.url.path
-    if path.startswith(AUDITED_PREFIXES):
-        try:
-            _write_audit(request, response.status_code)
-        except AuditUnavailableError as err:
-            log.error("request %s: %s", request.state.request_id, err)
-            response = _error(503, "audit store unavailable; no prediction is served without an audit record")
-            response.headers["Retry-After"] = RETRY_AFTER
-    response.headers["X-Request-ID"] = request.state.request_id
-    route = request.scope.get("route")
-    request.app.state.metrics.observe(
-        getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started
-    )
-    return response
-
-
-def _write_audit(request: Request, status: int) -> None:
-    details = request.state.audit or {}
-    client = request.state.client
-    request.app.state.audit.write(
-        request_id=request.state.request_id,
-        client=client.name if client else "unauthenticated",
-        route=request.url.path,
-        status=status,
-        model_versions=details.get("model_versions"),
-        input_hmac=details.get("input_hmac"),
-        outputs=details.get("outputs"),
-    )
 
 
 def _error(status: int, detail: Any) -> JSONResponse:

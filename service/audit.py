@@ -8,9 +8,11 @@ a plain SHA-256 of a few clinical values is brute-forceable. A failed write rais
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,10 +45,18 @@ def canonical_hmac(key: bytes, rows: list[dict[str, Any]]) -> str:
 
 
 class AuditLog:
-    """Append-only audit rows in the database at ``url`` (tables created if missing)."""
+    """Append-only audit rows in the database at ``url`` (tables created if missing).
+
+    Writes are synchronous, so a request is answered only once its row is stored, over one kept-open
+    connection (a pool checkout per row costs more than the prediction); after a failure the connection is
+    dropped and the next write reconnects.
+    """
 
     def __init__(self, url: str) -> None:
         self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self._conn: sa.Connection | None = None
+        self._lock = threading.Lock()
+        self._insert = AUDIT_TABLE.insert()
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
@@ -56,11 +66,22 @@ class AuditLog:
 
     def write(self, **row: Any) -> None:
         """Insert one audit row; raise :class:`AuditUnavailableError` if it cannot be stored."""
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(AUDIT_TABLE.insert().values(time=datetime.now(UTC), **row))
-        except sa.exc.SQLAlchemyError as err:
-            raise AuditUnavailableError(f"audit store unavailable: {type(err).__name__}") from err
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self.engine.connect()
+                self._conn.execute(self._insert, {"time": datetime.now(UTC), **row})
+                self._conn.commit()
+            except sa.exc.SQLAlchemyError as err:
+                self._drop_connection()
+                raise AuditUnavailableError(f"audit store unavailable: {type(err).__name__}") from err
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self._conn.invalidate()
+                self._conn.close()
+            self._conn = None
 
     def rows(self) -> list[dict[str, Any]]:
         """Every audit row, oldest first (for tests and inspection)."""
@@ -68,7 +89,11 @@ class AuditLog:
             return [dict(r._mapping) for r in conn.execute(sa.select(AUDIT_TABLE).order_by(AUDIT_TABLE.c.id))]
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Close the kept connection and release the pool."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
         self.engine.dispose()
 
 

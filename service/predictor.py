@@ -87,8 +87,11 @@ class Predictor:
         self.models = dict(models)
         self.bands = dict(bands)
         first = next(iter(self.models.values())).model.encoder
-        self._encoder = first
-        self._same_encoder = all(m.model.encoder.to_dict() == first.to_dict() for m in self.models.values())
+        self._encoder = first  # training ranges for applicability: the first outcome's
+        self._encoders = {
+            o: first if m.model.encoder.to_dict() == first.to_dict() else m.model.encoder
+            for o, m in self.models.items()
+        }
 
     def versions(self) -> dict[str, str]:
         """Model version per outcome."""
@@ -97,10 +100,13 @@ class Predictor:
     def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Prediction]:
         """Predict and explain both outcomes for validated contract rows (dicts with ``cm_*`` flags)."""
         columns = {name: [row.get(name) for row in rows] for name in PREDICTOR_NAMES}
-        encoded = {o: encoder.transform(columns) for o, encoder in self._encoders_by_outcome()}
+        encoded: dict[int, np.ndarray] = {}  # both models of one training share their encoder: encode once
         per_outcome = {}
         for outcome, loaded in self.models.items():
-            explanation = loaded.model.explain_encoded(encoded[outcome])
+            encoder = self._encoders[outcome]
+            if id(encoder) not in encoded:
+                encoded[id(encoder)] = encoder.transform(columns)
+            explanation = loaded.model.explain_encoded(encoded[id(encoder)])
             per_outcome[outcome] = (explanation, explanation.values @ _GROUP_MATRIX)
         results = []
         for i, row in enumerate(rows):
@@ -120,12 +126,6 @@ class Predictor:
                 )
             results.append(Prediction(outcomes=outcomes, warnings=self.applicability(row)))
         return results
-
-    def _encoders_by_outcome(self) -> list[tuple[str, Any]]:
-        # Both models of one training run share their encoder; encode once then.
-        if self._same_encoder:
-            return [(o, self._encoder) for o in self.models]
-        return [(o, m.model.encoder) for o, m in self.models.items()]
 
     def applicability(self, row: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Inputs valid under the contract but unknown or outside what the models were trained on."""
