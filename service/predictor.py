@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-from features.encoding import FEATURE_GROUPS, FEATURE_NAMES, NUMERIC_INPUTS
+from features.encoding import CATEGORICAL_INPUTS, FEATURE_GROUPS, FEATURE_NAMES, NUMERIC_INPUTS
 from features.schema import COMORBIDITIES, COMORBIDITY_COLUMNS, OUTCOMES, PREDICTOR_NAMES
-from training.riskmodel import RiskModel
+from training.riskmodel import Explanation, RiskModel
 
 #: Contract fields in the order their contributions are reported (the encoder's groups).
 FIELDS: tuple[str, ...] = tuple(dict.fromkeys(FEATURE_GROUPS.values()))
@@ -97,17 +97,39 @@ class Predictor:
         """Model version per outcome."""
         return {outcome: m.version for outcome, m in self.models.items()}
 
-    def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Prediction]:
-        """Predict and explain both outcomes for validated contract rows (dicts with ``cm_*`` flags)."""
-        columns = {name: [row.get(name) for row in rows] for name in PREDICTOR_NAMES}
-        encoded: dict[int, np.ndarray] = {}  # both models of one training share their encoder: encode once
-        per_outcome = {}
-        for outcome, loaded in self.models.items():
-            encoder = self._encoders[outcome]
+    def _encode(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Encoded rows per outcome; both models of one training share their encoder, so encode once."""
+        encoded: dict[int, np.ndarray] = {}
+        for encoder in self._encoders.values():
             if id(encoder) not in encoded:
                 encoded[id(encoder)] = encoder.transform(columns)
-            explanation = loaded.model.explain_encoded(encoded[id(encoder)])
-            per_outcome[outcome] = (explanation, explanation.values @ _GROUP_MATRIX)
+        return {outcome: encoded[id(encoder)] for outcome, encoder in self._encoders.items()}
+
+    def explain_columns(self, columns: Mapping[str, Any]) -> dict[str, tuple[Explanation, np.ndarray]]:
+        """Per outcome: the SHAP explanation (calibrated logit scale) and its sums per contract field.
+
+        ``columns`` maps each predictor name to a sequence of validated values (a DataFrame works).
+        """
+        encoded = self._encode(columns)
+        out = {}
+        for outcome, loaded in self.models.items():
+            explanation = loaded.model.explain_encoded(encoded[outcome])
+            out[outcome] = (explanation, explanation.values @ _GROUP_MATRIX)
+        return out
+
+    def probabilities(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Per outcome: the calibrated probabilities, without explanations (the batch fast path).
+
+        Equal to the explained path's ``expit(base + sum(contributions))`` up to float summation order.
+        """
+        encoded = self._encode(columns)
+        return {o: expit(m.model.logit_of(encoded[o])) for o, m in self.models.items()}
+
+    def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Prediction]:
+        """Predict and explain both outcomes for validated contract rows (dicts with ``cm_*`` flags)."""
+        per_outcome = self.explain_columns(
+            {name: [row.get(name) for row in rows] for name in PREDICTOR_NAMES}
+        )
         results = []
         for i, row in enumerate(rows):
             outcomes = {}
@@ -127,46 +149,62 @@ class Predictor:
             results.append(Prediction(outcomes=outcomes, warnings=self.applicability(row)))
         return results
 
+    def _checks(self, columns: Mapping[str, Any]) -> list[tuple[str, str, np.ndarray]]:
+        """(field, kind, per-row mask) of every applicability check: unknown, outside range, unseen."""
+        encoder = self._encoder
+        checks = []
+        for name in NUMERIC_INPUTS:
+            values = np.atleast_1d(np.asarray(columns[name], dtype=np.float64))
+            unknown = np.isnan(values)
+            lo, hi = encoder.ranges_[name]["min"], encoder.ranges_[name]["max"]
+            checks.append((name, "unknown", unknown))
+            checks.append((name, "outside_training_range", ~unknown & ((values < lo) | (values > hi))))
+        for name, counts in encoder.categories_.items():
+            unseen = {value for value, count in counts.items() if count == 0}
+            values = columns[name]
+            if not unseen:  # the usual case: training saw every category
+                mask = np.zeros(len(values), dtype=bool)
+            else:
+                mask = np.fromiter((v in unseen for v in values), dtype=bool, count=len(values))
+            checks.append((name, "not_seen_in_training", mask))
+        return checks
+
     def applicability(self, row: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Inputs valid under the contract but unknown or outside what the models were trained on."""
-        warnings: list[dict[str, Any]] = []
-        encoder = self._encoder
-        for name in NUMERIC_INPUTS:
-            value = row.get(name)
-            if value is None or (isinstance(value, float) and np.isnan(value)):
-                warnings.append(
-                    {
-                        "field": name,
-                        "value": None,
-                        "kind": "unknown",
-                        "message": f"{name} is unknown; the models used the training median "
-                        f"{encoder.impute_[name]:g} and flag it as unknown",
-                    }
-                )
-                continue
-            lo, hi = encoder.ranges_[name]["min"], encoder.ranges_[name]["max"]
-            if not lo <= value <= hi:
-                warnings.append(
-                    {
-                        "field": name,
-                        "value": value,
-                        "kind": "outside_training_range",
-                        "range": [lo, hi],
-                        "message": f"{name} {value:g} is outside the training range {lo:g}–{hi:g}; "
-                        "the risk is extrapolated and less reliable",
-                    }
-                )
-        for name, counts in encoder.categories_.items():
-            if counts.get(row.get(name), 0) == 0:
-                warnings.append(
-                    {
-                        "field": name,
-                        "value": row.get(name),
-                        "kind": "not_seen_in_training",
-                        "message": f"no training line had {name} {row.get(name)}; the risk is extrapolated",
-                    }
-                )
+        warnings = []
+        for name, kind, mask in self._checks(
+            {k: [row.get(k)] for k in (*NUMERIC_INPUTS, *CATEGORICAL_INPUTS)}
+        ):
+            if mask[0]:
+                warnings.append(self._warning(name, kind, row.get(name)))
         return warnings
+
+    def applicability_flags(self, columns: Mapping[str, Any]) -> np.ndarray:
+        """Per row, its warnings as ``field:kind`` joined by ``;`` (empty string: none); for batch output."""
+        checks = self._checks(columns)
+        n = len(checks[0][2])
+        flags = np.full(n, "", dtype=object)
+        flagged = np.flatnonzero(np.any([mask for _, _, mask in checks], axis=0))
+        for i in flagged:
+            flags[i] = ";".join(f"{name}:{kind}" for name, kind, mask in checks if mask[i])
+        return flags
+
+    def _warning(self, name: str, kind: str, value: Any) -> dict[str, Any]:
+        encoder = self._encoder
+        if kind == "unknown":
+            median = encoder.impute_[name]
+            message = (
+                f"{name} is unknown; the models used the training median {median:g} and flag it as unknown"
+            )
+            return {"field": name, "value": None, "kind": kind, "message": message}
+        if kind == "outside_training_range":
+            lo, hi = encoder.ranges_[name]["min"], encoder.ranges_[name]["max"]
+            message = (
+                f"{name} {value:g} is outside the training range {lo:g}–{hi:g}; the risk is extrapolated"
+            )
+            return {"field": name, "value": value, "kind": kind, "range": [lo, hi], "message": message}
+        message = f"no training line had {name} {value}; the risk is extrapolated"
+        return {"field": name, "value": value, "kind": kind, "message": message}
 
 
 def shown_value(name: str, row: Mapping[str, Any]) -> Any:
