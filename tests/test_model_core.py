@@ -168,3 +168,12 @@ def test_tree_tables_equal_xgboost(fitted):
         estimator.margin(X), estimator.booster.inplace_predict(X, predict_type="margin"), atol=1e-5
     )
     np.testing.assert_allclose(base + phi.sum(axis=1), estimator.margin(X), atol=1e-12)  # float64: exact
+
+
+@pytest.mark.parametrize("family", ["logistic", "xgboost"])
+def test_bulk_probability_agrees_with_the_explained_path(fitted, family):
+    model = fitted["models"][family]
+    X = fitted["X"]
+    explained = model.explain_encoded(X).probability
+    tolerance = 1e-12 if family == "logistic" else 2e-6  # XGBoost's native predictor sums in float32
+    np.testing.assert_allclose(model.bulk_probability(X), explained, atol=tolerance)

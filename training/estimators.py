@@ -46,6 +46,8 @@ class Estimator(Protocol):
 
     def margin(self, X: np.ndarray) -> np.ndarray: ...
 
+    def bulk_margin(self, X: np.ndarray) -> np.ndarray: ...
+
     def contributions(self, X: np.ndarray) -> tuple[float, np.ndarray]: ...
 
     def save(self, directory: Path) -> list[str]: ...
@@ -97,6 +99,10 @@ class LogisticModel:
     def margin(self, X: np.ndarray) -> np.ndarray:
         """Log-odds before calibration."""
         return self.intercept + ((X - self.mean) / self.scale) @ self.coef
+
+    def bulk_margin(self, X: np.ndarray) -> np.ndarray:
+        """Margins of many rows without explanations (the same as :meth:`margin` for a linear model)."""
+        return self.margin(X)
 
     def contributions(self, X: np.ndarray) -> tuple[float, np.ndarray]:
         """Exact linear SHAP values on the margin scale: ``base + phi.sum(1) == margin(X)``."""
@@ -172,6 +178,14 @@ class BoostedModel:
     def margin(self, X: np.ndarray) -> np.ndarray:
         """Log-odds before calibration: SHAP base value plus the sum of the SHAP values, in float64."""
         return self.tables.margin(X)
+
+    def bulk_margin(self, X: np.ndarray) -> np.ndarray:
+        """Margins of many rows from XGBoost's native, multi-threaded predictor (~1 M rows/s here).
+
+        XGBoost sums its trees in float32, so this differs from :meth:`margin` by up to ~5e-6 log-odds;
+        used where no explanation is returned (batch scoring with ``--explain none``).
+        """
+        return self.booster.inplace_predict(X, predict_type="margin").astype(np.float64)
 
     def contributions(self, X: np.ndarray) -> tuple[float, np.ndarray]:
         """TreeSHAP values on the margin scale and the (constant) base value."""

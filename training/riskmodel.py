@@ -70,6 +70,10 @@ class RiskModel:
         """Calibrated log-odds of encoded rows."""
         return self.calibrator.logit(self.estimator.margin(X))
 
+    def bulk_probability(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated probability of many encoded rows, without explanations (estimator's bulk margin)."""
+        return expit(self.calibrator.logit(self.estimator.bulk_margin(X)))
+
     def probability(self, rows: Mapping[str, Any]) -> np.ndarray:
         """Calibrated probability of validated contract rows."""
         return expit(self.logit_of(self.encode(rows)))
