@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features.schema import (
     COLUMNS_BY_NAME,
@@ -58,7 +58,20 @@ class PatientRecord(BaseModel):
                     "prior_lines": 2,
                     "comorbidities": ["cardiac"],
                 }
-            ]
+            ],
+            # The one cross-field rule, stated in the schema so clients (and schemathesis) can see it.
+            "oneOf": [
+                {
+                    "required": ["comorbidities"],
+                    "properties": {"comorbidities": {"type": "array"}}
+                    | {c: {"type": "null"} for c in COMORBIDITY_COLUMNS},
+                },
+                {
+                    "required": list(COMORBIDITY_COLUMNS),
+                    "properties": {"comorbidities": {"type": "null"}}
+                    | {c: {"type": "integer"} for c in COMORBIDITY_COLUMNS},
+                },
+            ],
         },
     )
 
@@ -83,7 +96,12 @@ class PatientRecord(BaseModel):
     prior_lines: Annotated[int, _field("prior_lines")]
     comorbidities: Annotated[
         list[Comorbidity] | None,
-        Field(default=None, max_length=len(COMORBIDITIES), description="comorbidities present, as a list"),
+        Field(
+            default=None,
+            max_length=len(COMORBIDITIES),
+            json_schema_extra={"uniqueItems": True},
+            description="comorbidities present, as a list",
+        ),
     ]
     cm_cardiac: Annotated[Flag | None, _field("cm_cardiac", default=None)]
     cm_diabetes: Annotated[Flag | None, _field("cm_diabetes", default=None)]
@@ -91,6 +109,12 @@ class PatientRecord(BaseModel):
     cm_hepatic: Annotated[Flag | None, _field("cm_hepatic", default=None)]
     cm_vte: Annotated[Flag | None, _field("cm_vte", default=None)]
     cm_neuropathy: Annotated[Flag | None, _field("cm_neuropathy", default=None)]
+
+    @field_validator("dialysis", "ecog", "prior_lines", *COMORBIDITY_COLUMNS, mode="before")
+    @classmethod
+    def _integral_float_is_an_integer(cls, value: Any) -> Any:
+        """JSON Schema's integer includes 1.0, and many JSON clients send it; 1.5 stays an error."""
+        return int(value) if isinstance(value, float) and value.is_integer() else value
 
     @model_validator(mode="after")
     def _one_form_of_comorbidities(self) -> PatientRecord:

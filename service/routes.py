@@ -28,6 +28,7 @@ from service.settings import ServiceSettings
 
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "body is not decodable as JSON"},
     401: {"model": ErrorResponse, "description": "missing or invalid API key"},
     413: {"model": ErrorResponse, "description": "request body over the configured limit"},
     422: {"model": ErrorResponse, "description": "contract violation: field path and rule"},
