@@ -6,28 +6,31 @@ exit code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import click
+from typing import NoReturn
+
 import typer
 from typer.core import TyperGroup
 
 from features.errors import ContractError, LenriskError
+from service.commands import apikey, serve
+from training.cli import promote, train
 from training.cohort.cli import cohort
 
 
-class DomainFailure(click.ClickException):
-    """A refused input or an impossible request: message on stderr, exit code 2."""
-
-    exit_code = 2
-
-
 class _Group(TyperGroup):
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except ContractError as err:
-            raise DomainFailure(err.summary()) from err
+            _fail(err.summary())
         except LenriskError as err:
-            raise DomainFailure(str(err)) from err
+            _fail(str(err))
+
+
+def _fail(message: str) -> NoReturn:
+    """A refused input or an impossible request: the message on stderr, exit code 2."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code=2)
 
 
 app = typer.Typer(
@@ -38,3 +41,7 @@ app = typer.Typer(
     help="Risk of early lenalidomide discontinuation for toxicity and of dose reduction.",
 )
 app.command("cohort")(cohort)
+app.command("train")(train)
+app.command("promote")(promote)
+app.command("serve")(serve)
+app.command("apikey")(apikey)

@@ -60,8 +60,11 @@ class RequestGuard:
             await send(message)
 
         await self.app(scope, receive, guarded_send)
-        route = scope.get("route")
-        app_state.metrics.observe(getattr(route, "path", "unmatched"), status, time.perf_counter() - started)
+        route = getattr(scope.get("route"), "path", None)
+        if route is None:  # answered before routing (e.g. 413): label by path if it is one of ours
+            known = {getattr(r, "path", None) for r in scope["app"].routes}
+            route = scope["path"] if scope["path"] in known else "unmatched"
+        app_state.metrics.observe(route, status, time.perf_counter() - started)
 
 
 def _audit(app_state: Any, scope: dict[str, Any], state: dict[str, Any], status: int) -> None:

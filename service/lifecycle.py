@@ -9,7 +9,6 @@ availability-preserving policy).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -59,9 +58,18 @@ async def initial_load(app: FastAPI) -> None:
 
 
 async def poll_alias(app: FastAPI, every: float) -> None:
+    """Every ``every`` seconds, reload if the alias moved; a failure is logged once per distinct error."""
+    last_error = None
     while True:
         await asyncio.sleep(every)
         if app.state.predictor is None:
             continue
-        with contextlib.suppress(ModelLoadError):  # counted and logged; the current models keep serving
+        try:
             await reload_models(app)
+            last_error = None
+        except ModelLoadError as err:  # counted by reload_models; the current models keep serving
+            if str(err) != last_error:
+                log.error(
+                    "alias poll: reload failed, still serving %s: %s", app.state.predictor.versions(), err
+                )
+            last_error = str(err)

@@ -20,8 +20,8 @@ class Metrics:
         )
         self.latency = Histogram(
             "lenrisk_request_duration_seconds",
-            "HTTP request latency by route",
-            ["route"],
+            "HTTP request latency by route and status",
+            ["route", "status"],
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
@@ -38,7 +38,7 @@ class Metrics:
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""
         self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        self.latency.labels(route, str(status)).observe(seconds)
 
     def set_models(self, predictor: Predictor) -> None:
         """Expose the versions now served (and only those)."""

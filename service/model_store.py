@@ -17,7 +17,7 @@ from features.schema import COMORBIDITY_COLUMNS
 from service.errors import ModelLoadError
 from service.predictor import LoadedModel, Predictor
 from service.settings import ServiceSettings
-from training.registry import DIGEST_TAG
+from training.registry_names import DIGEST_TAG
 from training.riskmodel import RiskModel
 from training.settings import MLFLOW_ENV_DEFAULTS
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 import pytest
 
 from features.schema import COMORBIDITY_COLUMNS
@@ -29,3 +32,75 @@ def row(record) -> dict:
     """The same record as one contract row (cm_* flags)."""
     flags = {c: int(c == "cm_cardiac") for c in COMORBIDITY_COLUMNS}
     return {**{k: v for k, v in record.items() if k != "comorbidities"}, **flags, "patient_id": "P1"}
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> dict:
+    """A real embedded MLflow store (SQLite) holding version 1 of both models, trained once per session.
+
+    Small synthetic cohort (2,000 lines, one CV repeat) so the whole session pays a few seconds once.
+    Returns the training settings, the registered versions and the training result.
+    """
+    from features.validate import validate_table
+    from training.card import SyntheticSource
+    from training.cohort.generate import generate_cohort
+    from training.pipeline import train
+    from training.registry import log_and_register
+    from training.settings import TrainingSettings
+
+    root = tmp_path_factory.mktemp("mlruns")
+    settings = TrainingSettings(mlruns_dir=root, mlflow_tracking_uri=None)
+    source = SyntheticSource(n=2000, seed=11, settings=("relapsed_refractory", "newly_diagnosed"))
+    frame = validate_table(generate_cohort(source.n, source.seed, source.settings)).raise_on_errors()
+    result = train(frame, seed=11, source=source.label(), n_repeats=1)
+    versions = log_and_register(result, settings, synthetic=source)
+    return {"settings": settings, "versions": versions, "result": result, "root": root}
+
+
+@pytest.fixture
+def service_settings(registry, tmp_path):
+    """Service settings reading the session's registry, with a fresh SQLite audit store."""
+    from service.settings import ServiceSettings
+
+    # The tracking URI explicitly: mlflow.set_tracking_uri (during training) also sets MLFLOW_TRACKING_URI in
+    # this process's environment, which would otherwise point the service at the last store trained.
+    return ServiceSettings(
+        mlruns_dir=registry["root"],
+        mlflow_tracking_uri=registry["settings"].tracking_uri,
+        audit_url=f"sqlite:///{tmp_path / 'audit.db'}",
+    )
+
+
+def _wait_ready(client, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").status_code != 200:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"models not loaded within {timeout}s: {client.get('/readyz').json()}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def start_api():
+    """``start_api(settings, ready=True)``: a TestClient of a new app (lifespan run), closed after the test.
+
+    With ``ready`` it waits until /readyz is 200 (the lifespan loads the models in the background).
+    """
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    with contextlib.ExitStack() as stack:
+
+        def start(settings, *, ready: bool = True, timeout: float = 60.0, **options):
+            client = stack.enter_context(TestClient(create_app(settings, **options)))
+            if ready:
+                _wait_ready(client, timeout)
+            return client
+
+        yield start
+
+
+@pytest.fixture
+def api(start_api, service_settings):
+    """A ready TestClient on the session's registry (auth off, fresh audit store)."""
+    return start_api(service_settings)

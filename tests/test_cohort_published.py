@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from service.cli import app
-from training.cohort import cli as cohort_cli
+from training.cohort import published
 from training.cohort.generate import generate_cohort
 from training.cohort.params import DEFAULT_PARAMS, Cited
 from training.cohort.published import Comparison, population_comparisons, replicate_comparisons
@@ -76,7 +76,7 @@ def test_cli_validate_prints_the_table_and_passes(runner):
 
 def test_cli_validate_exits_1_when_a_check_fails(runner, monkeypatch):
     failing = [Comparison("OR age per year", "1.080", "1.500", "ln OR ± 5%", False)]
-    monkeypatch.setattr(cohort_cli, "reproduce_published", lambda **kwargs: failing)
+    monkeypatch.setattr(published, "reproduce_published", lambda **kwargs: failing)
     result = runner.invoke(app, ["cohort", "--validate", "--quiet"])
     assert result.exit_code == 1
     assert "1 check(s) failed" in result.output and "FAIL" in result.output

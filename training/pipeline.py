@@ -14,7 +14,7 @@ The steps, per outcome (``features.schema.OUTCOMES``):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from features.encoding import FEATURE_GROUPS, FEATURE_NAMES, FeatureEncoder
 from features.errors import LenriskError
-from features.schema import OUTCOMES, PREDICTOR_NAMES
+from features.schema import OUTCOMES
 from training import evaluation
 from training.calibration import PlattCalibrator
 from training.estimators import BoostedSpec, LogisticSpec
@@ -68,7 +68,6 @@ class TrainingResult:
     outcomes: dict[str, OutcomeResult]
     source: str
     seed: int
-    input_example: pd.DataFrame = field(repr=False)
 
 
 def check_outcomes(frame: pd.DataFrame) -> None:
@@ -128,8 +127,7 @@ def train(
             seed=seed,
             advance=advance,
         )
-    example = frame[list(PREDICTOR_NAMES)].head(3).reset_index(drop=True)
-    return TrainingResult(outcomes=results, source=source, seed=seed, input_example=example)
+    return TrainingResult(outcomes=results, source=source, seed=seed)
 
 
 def _train_outcome(

@@ -9,7 +9,7 @@ checked before generating and reported as bad ``--setting``/``--out`` values (ex
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -17,8 +17,10 @@ from rich.table import Table
 from features.schema import SETTINGS
 from features.tableio import FORMATS, write_table
 from training.cohort.generate import UnknownSettingError, generate_cohort, resolve_settings
-from training.cohort.published import Comparison, reproduce_published
 from training.console import Quiet, console, progress
+
+if TYPE_CHECKING:  # statsmodels (behind reproduce_published) is imported only by --validate
+    from training.cohort.published import Comparison
 
 VALIDATE_N = 200_000
 VALIDATE_REPLICATES = 500
@@ -98,6 +100,8 @@ def _validate(n: int, replicates: int, seed: int, quiet: bool) -> None:
     """Print the comparison table; exit with code 1 if any check fails."""
     with progress(quiet) as bar:
         task = bar.add_task(f"fitting {n:,} lines, then {replicates} cohorts of 107", total=replicates + 1)
+        from training.cohort.published import reproduce_published
+
         rows = reproduce_published(n=n, replicates=replicates, seed=seed, progress=lambda: bar.advance(task))
     title = f"Seed 000 reproduced: {n:,} relapsed/refractory lines, {replicates} cohorts of 107, seed {seed}"
     console().print(comparison_table(rows, title))

@@ -1,0 +1,63 @@
+"""``lenrisk serve`` and ``lenrisk apikey``: the service's command-line entry points."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import typer
+
+from features.errors import LenriskError
+from service.security import new_key
+from service.settings import get_settings
+from training.console import Quiet, console
+
+
+class UnsafeBindError(LenriskError):
+    """Listening beyond loopback without API keys."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    quiet: Quiet = False,
+) -> None:
+    """Serve the registered models over HTTP (uvicorn; models load in the background, see /readyz)."""
+    import uvicorn
+
+    settings = get_settings()
+    if not settings.auth_enabled and not _is_loopback(host):
+        raise UnsafeBindError(
+            f"refusing to listen on {host} without API keys; set LENRISK_API_KEYS (see `lenrisk apikey`) "
+            "or listen on 127.0.0.1"
+        )
+    console(quiet).print(
+        f"lenrisk on http://{host}:{port}  (docs: /docs, ready: /readyz; models "
+        f"{settings.discontinuation_model} and {settings.dose_reduction_model} @{settings.model_alias})"
+    )
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning" if quiet else "info",
+        timeout_graceful_shutdown=30,
+    )
+
+
+def apikey(name: Annotated[str, typer.Argument(help="Client name, e.g. clinic-a.")]) -> None:
+    """Make a new API key: give the key to the client, put only its digest in LENRISK_API_KEYS."""
+    key, digest = new_key()
+    typer.echo(f"key (give to {name}, shown once): {key}")
+    typer.echo(f'LENRISK_API_KEYS=\'{{"{name}": "{digest}"}}\'')
