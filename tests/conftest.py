@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +107,52 @@ def start_api():
 def api(start_api, service_settings):
     """A ready TestClient on the session's registry (auth off, fresh audit store)."""
     return start_api(service_settings)
+
+
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+def _postgres(dbname: str = "postgres"):
+    import psycopg2
+
+    return psycopg2.connect(dbname=dbname, connect_timeout=3, **POSTGRES)
+
+
+def _ensure_postgres() -> None:
+    """Start the local cluster if it is down; fail (never skip) if it still cannot be reached."""
+    import psycopg2
+
+    try:
+        _postgres().close()
+        return
+    except psycopg2.OperationalError:
+        version = next(p.name for p in Path("/etc/postgresql").iterdir())
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False, timeout=60
+        )
+    for _ in range(30):
+        try:
+            _postgres().close()
+            return
+        except psycopg2.OperationalError:
+            time.sleep(1)
+    pytest.fail("PostgreSQL at 127.0.0.1:5432 is not reachable, even after pg_ctlcluster start")
+
+
+@pytest.fixture
+def postgres_database():
+    """``postgresql://`` URL of a fresh, uniquely named database on the local server; dropped afterwards."""
+    from psycopg2 import sql
+
+    _ensure_postgres()
+    name = f"lenrisk_test_{uuid.uuid4().hex[:12]}"
+    admin = _postgres()
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield f"postgresql://{POSTGRES['user']}@{POSTGRES['host']}:{POSTGRES['port']}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()

@@ -7,18 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import subprocess
 import time
-import uuid
 from contextlib import closing
 from datetime import UTC, datetime
-from pathlib import Path
 
-import psycopg2
 import pytest
 import sqlalchemy as sa
 import uvicorn
-from psycopg2 import sql
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -35,7 +30,6 @@ CLIENT = {"Authorization": f"Bearer {CLIENT_KEY}"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 HMAC_KEY = "audit-hmac-key-for-tests"
 JSON = {"content-type": "application/json"}
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
 
 def _settings(registry, audit_url: str, **extra) -> ServiceSettings:
@@ -267,45 +261,10 @@ def test_the_input_hmac_is_canonical_and_keyed(start_api, registry, audit_url, t
     assert all(len(h) == 64 and int(h, 16) >= 0 for h in hmacs)
 
 
-def _connect_postgres(dbname: str = "postgres"):
-    return psycopg2.connect(dbname=dbname, connect_timeout=3, **PG)
-
-
-def _ensure_postgres() -> None:
-    """Start the local cluster if it is down; fail (never skip) if it still cannot be reached."""
-    try:
-        _connect_postgres().close()
-        return
-    except psycopg2.OperationalError:
-        version = next(p.name for p in Path("/etc/postgresql").iterdir())
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False, timeout=60
-        )
-    for _ in range(30):
-        try:
-            _connect_postgres().close()
-            return
-        except psycopg2.OperationalError:
-            time.sleep(1)
-    pytest.fail("PostgreSQL at 127.0.0.1:5432 is not reachable, even after pg_ctlcluster start")
-
-
 @pytest.fixture
-def postgres_url():
-    """A fresh, uniquely named PostgreSQL database, dropped afterwards."""
-    _ensure_postgres()
-    name = f"lenrisk_audit_{uuid.uuid4().hex[:12]}"
-    with closing(_connect_postgres()) as admin:
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
-        finally:
-            with admin.cursor() as cursor:
-                cursor.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
+def postgres_url(postgres_database):
+    """The fresh database as an SQLAlchemy URL for the audit store."""
+    return postgres_database.replace("postgresql://", "postgresql+psycopg2://")
 
 
 def test_the_audit_trail_in_postgresql(postgres_url, start_api, registry, record):
