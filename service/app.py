@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from features.errors import ContractError, LenriskError
 from service import routes
 from service.audit import AuditLog
+from service.cds import routes as cds_routes
 from service.errors import (
     ForbiddenError,
     ModelLoadError,
@@ -40,6 +41,7 @@ from service.metrics import Metrics
 from service.model_store import load_predictor
 from service.security import Authenticator
 from service.settings import ServiceSettings, get_settings
+from service.ui import routes as ui_routes
 
 log = logging.getLogger("lenrisk.service")
 
@@ -76,6 +78,8 @@ def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load
         lifespan=lifespan,
     )
     app.include_router(routes.build_router(settings))
+    app.include_router(cds_routes.build_router(settings))
+    app.include_router(ui_routes.build_router(settings))
     _map_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestGuard)  # outermost: oversized (413) prediction requests are audited too

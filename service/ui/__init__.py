@@ -1,0 +1,1 @@
+"""The clinician's risk calculator page served at ``/``."""

@@ -1,0 +1,296 @@
+"""The clinician's calculator page at ``/``: served from the contract, self-contained, and driven end to end.
+
+The unit tests read the page through a TestClient: every contract field is a labelled control, nothing is
+loaded from another origin, the page carries a strict Content-Security-Policy, it is not in the OpenAPI
+document, and it loads without an API key when authentication is on.
+
+The end-to-end tests start the real app under uvicorn on a free loopback port (models from the session's
+MLflow registry) and drive Debian's Chromium headless through Playwright: a 78-year-old man on RVd gets
+the same percentages the JSON API gives for the same record; age 150 gets the service's 422 shown next to
+the age field; with authentication on the page says the deployment must provide access. Screenshots go to
+``test-artifacts/`` (git-ignored); with ``LENRISK_UPDATE_SCREENSHOT=1`` the wide one is also copied to
+``docs/calculator.png``. Chromium is not downloaded by Playwright here: without ``/usr/bin/chromium`` (or
+``LENRISK_CHROMIUM``) these tests fail with the install command; they never skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from features.schema import COMORBIDITY_COLUMNS, RECORD_COLUMNS, REGIMEN_LABELS
+from service.app import create_app
+from service.security import digest
+from service.settings import ServiceSettings
+from service.ui.routes import ASSETS, label
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = Path(os.environ.get("LENRISK_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: A 78-year-old man starting RVd at relapse; creatinine clearance unknown (left empty in the form).
+RECORD = {
+    "age": 78,
+    "sex": "male",
+    "regimen": "RVd",
+    "setting": "relapsed_refractory",
+    "start_dose_mg": 15,
+    "crcl_ml_min": None,
+    "dialysis": 0,
+    "ecog": 2,
+    "prior_lines": 1,
+    **{c: int(c in ("cm_cardiac", "cm_neuropathy")) for c in COMORBIDITY_COLUMNS},
+}
+#: A reference to another origin: absolute or protocol-relative src/href/action, CSS @import or url().
+EXTERNAL = re.compile(
+    r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//|@import|url\(\s*["']?(?:https?:)?//|https?://"""
+)
+
+
+def _settings(registry: dict, tmp: Path, **overrides) -> ServiceSettings:
+    return ServiceSettings(
+        mlruns_dir=registry["root"],
+        mlflow_tracking_uri=registry["settings"].tracking_uri,
+        audit_url=f"sqlite:///{tmp / 'audit.db'}",
+        **overrides,
+    )
+
+
+# ---- the page as served --------------------------------------------------------------------------------
+
+
+def test_page_has_every_contract_field_and_no_external_asset(start_api, service_settings):
+    client = start_api(service_settings, ready=False)
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    for directive in ("default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'"):
+        assert directive in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp and "http" not in csp
+    html = page.text
+    for col in RECORD_COLUMNS:
+        assert f'name="{col.name}"' in html, col.name
+        assert f'data-field="{col.name}"' in html, col.name
+        assert label(col) in html, col.name
+    for code, drugs in REGIMEN_LABELS.items():
+        assert f'value="{code}"' in html and drugs in html
+    assert html.count('type="checkbox" id="f-cm_') == len(COMORBIDITY_COLUMNS)
+    assert 'id="f-age"' in html and 'aria-describedby="age-hint age-error"' in html
+    assert re.search(r"<form[^>]*\bnovalidate\b", html)
+    assert 'aria-live="polite"' in html
+    assert not EXTERNAL.search(html)
+    assert "<style" not in html and not re.search(r"<script(?![^>]*\bsrc=)", html)  # CSP: no inline code
+
+    referenced = set(re.findall(r'(?:src|href)="(ui/[^"]+)"', html))
+    assert referenced == {f"ui/{name}" for name in ASSETS}
+    for path in referenced:
+        asset = client.get("/" + path)
+        assert asset.status_code == 200 and asset.headers["content-security-policy"] == csp
+        text = re.sub(r'xmlns(?::\w+)?="[^"]*"', "", asset.text)  # an XML namespace names, never fetches
+        assert not EXTERNAL.search(text), path
+    assert client.get("/ui/../pyproject.toml").status_code == 404
+    assert client.get("/ui/routes.py").status_code == 404
+
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/" not in paths and not any(p.startswith("/ui") for p in paths)
+
+
+def test_page_loads_without_a_key_when_authentication_is_on(start_api, registry, tmp_path):
+    settings = _settings(registry, tmp_path, api_keys={"clinic": digest(secrets.token_urlsafe(32))})
+    client = start_api(settings, ready=False)
+    assert client.get("/").status_code == 200
+    for name in ASSETS:
+        assert client.get(f"/ui/{name}").status_code == 200
+    assert client.get("/v1/models").status_code == 401
+    assert 'type="password"' not in client.get("/").text
+
+
+# ---- end to end in Chromium -------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _serve(settings: ServiceSettings, *, ready: bool) -> Iterator[str]:
+    """The real app under uvicorn in a thread on a free loopback port; yields its base URL."""
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/readyz" if ready else f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise AssertionError(f"the app did not become {'ready' if ready else 'alive'} on {base}")
+            time.sleep(0.05)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, through Playwright (no browser download); fails if it is missing."""
+    if not CHROMIUM.is_file():
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: the calculator's end-to-end tests need it. Install Debian's "
+            "package (apt-get update && apt-get install -y chromium) or set LENRISK_CHROMIUM to its path.",
+            pytrace=False,
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def live(registry, tmp_path_factory) -> Iterator[str]:
+    """Base URL of the real app (auth off, both models loaded)."""
+    with _serve(_settings(registry, tmp_path_factory.mktemp("calculator")), ready=True) as base:
+        yield base
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page; fails the test on any console error (a CSP violation is one) or off-origin request."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+    tab = context.new_page()
+    problems: list[str] = []
+    # Chromium logs every 4xx answer as a console error; the tests check those statuses themselves.
+    answered = "Failed to load resource: the server responded with a status of 4"
+    tab.on(
+        "console",
+        lambda m: problems.append(m.text) if m.type == "error" and not m.text.startswith(answered) else None,
+    )
+    tab.on("pageerror", lambda e: problems.append(str(e)))
+    tab.on(
+        "request",
+        lambda r: None if r.url.startswith("http://127.0.0.1:") else problems.append(f"request to {r.url}"),
+    )
+    tab.problems = problems
+    yield tab
+    context.close()
+
+
+def _fill(page, record: dict) -> None:
+    page.fill("#f-age", str(record["age"]))
+    page.check(f"#f-sex-{record['sex']}")
+    page.select_option("#f-regimen", record["regimen"])
+    page.select_option("#f-setting", record["setting"])
+    page.fill("#f-start_dose_mg", str(record["start_dose_mg"]))
+    page.fill("#f-crcl_ml_min", "" if record["crcl_ml_min"] is None else str(record["crcl_ml_min"]))
+    page.set_checked("#f-dialysis", record["dialysis"] == 1)
+    page.select_option("#f-ecog", "" if record["ecog"] is None else str(record["ecog"]))
+    page.fill("#f-prior_lines", str(record["prior_lines"]))
+    for c in COMORBIDITY_COLUMNS:
+        page.set_checked(f"#f-{c}", record[c] == 1)
+
+
+def _shown(probability: float) -> str:
+    return f"{probability * 100:.1f}%"
+
+
+def test_calculator_matches_the_api_and_shows_field_errors(page, live):
+    page.goto(f"{live}/")
+    page.locator("#about-models").get_by_text("AUC", exact=False).first.wait_for()
+    about = page.inner_text("#about")
+    assert "sole basis of a decision" in about and "Synthetic data" in about and "95% CI" in about
+
+    _fill(page, RECORD)
+    page.press("#f-prior_lines", "Enter")  # keyboard submit
+    page.wait_for_selector("#result-dose_reduction .probability")
+
+    expected = httpx.post(f"{live}/v1/predict", json=RECORD, timeout=30).json()
+    for outcome in ("discontinuation", "dose_reduction"):
+        card = f"#result-{outcome}"
+        assert page.inner_text(f"{card} .probability") == _shown(expected[outcome]["probability"])
+        assert page.inner_text(f"{card} .band").lower() == f"{expected[outcome]['risk_band']} risk"
+        assert f"version {expected[outcome]['model']['version']}" in page.inner_text(f"{card} .model-version")
+        age = next(c for c in expected[outcome]["contributions"] if c["feature"] == "age")
+        words = "raises risk" if age["contribution"] > 0 else "lowers risk"
+        items = page.locator(f"{card} .contribution").all_text_contents()  # what a screen reader reads
+        assert any(item.startswith(f"Age 78 years: {words}") for item in items), items
+        assert len(items) == len(expected[outcome]["contributions"])
+    warnings = page.inner_text("#warnings")
+    assert "Creatinine clearance" in warnings and "unknown" in warnings
+    assert [w["field"] for w in expected["warnings"]].count("crcl_ml_min") == 1
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#f-prior_lines").blur()
+    shot = ARTIFACTS / "calculator.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("LENRISK_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, REPO_ROOT / "docs" / "calculator.png")
+
+    # Narrow screen: one column, nothing wider than the viewport.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=str(ARTIFACTS / "calculator-narrow.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # An impossible age reaches the service (the form does not validate in the browser) and its 422 is
+    # shown next to the age field, tied to the input for screen readers, with focus moved there.
+    page.fill("#f-age", "150")
+    page.click("#submit")
+    error = page.locator("#age-error")
+    error.wait_for(state="visible")
+    assert "100" in error.inner_text()
+    assert page.locator("[data-field=age] #age-error").count() == 1
+    assert "age-error" in page.get_attribute("#f-age", "aria-describedby")
+    assert page.get_attribute("#f-age", "aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "f-age"
+    assert page.locator("#result-discontinuation").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "calculator-error.png"), full_page=True)
+    assert page.problems == []
+
+
+def test_calculator_with_authentication_on_explains_access(page, registry, tmp_path):
+    settings = _settings(registry, tmp_path, api_keys={"clinic": digest(secrets.token_urlsafe(32))})
+    with _serve(settings, ready=False) as base:
+        page.goto(f"{base}/")
+        page.wait_for_selector("#access:not([hidden])")
+        assert "requires an API key" in page.inner_text("#access")
+        _fill(page, RECORD)
+        page.click("#submit")
+        page.wait_for_selector("#results .problem")
+        assert "deployment does not provide one" in page.inner_text("#results")
+        assert page.locator("input[type=password]").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "calculator-auth.png"), full_page=True)
+    assert page.problems == []
