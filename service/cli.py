@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from features.errors import ContractError, LenriskError
 from service.commands import apikey, serve
+from service.scoring_cli import score
 from training.cli import promote, train
 from training.cohort.cli import cohort
 
@@ -43,5 +44,6 @@ app = typer.Typer(
 app.command("cohort")(cohort)
 app.command("train")(train)
 app.command("promote")(promote)
+app.command("score")(score)
 app.command("serve")(serve)
 app.command("apikey")(apikey)

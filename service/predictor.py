@@ -21,8 +21,11 @@ from training.riskmodel import Explanation, RiskModel
 
 #: Contract fields in the order their contributions are reported (the encoder's groups).
 FIELDS: tuple[str, ...] = tuple(dict.fromkeys(FEATURE_GROUPS.values()))
-_GROUP_MATRIX = np.array([[FEATURE_GROUPS[f] == g for g in FIELDS] for f in FEATURE_NAMES], dtype=np.float64)
-BANDS = ("low", "intermediate", "high")
+# Each field's encoded features are contiguous, so per-field sums are a reduceat: exact and independent of
+# how many rows are explained together (a matrix product's rounding is not).
+_GROUP_STARTS = np.array([list(FEATURE_GROUPS.values()).index(g) for g in FIELDS])
+if [FEATURE_GROUPS[f] for f in FEATURE_NAMES] != sorted(FEATURE_GROUPS.values(), key=FIELDS.index):
+    raise RuntimeError("features of one field must be contiguous in features.encoding.FEATURE_NAMES")
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Predictor:
         out = {}
         for outcome, loaded in self.models.items():
             explanation = loaded.model.explain_encoded(encoded[outcome])
-            out[outcome] = (explanation, explanation.values @ _GROUP_MATRIX)
+            out[outcome] = (explanation, np.add.reduceat(explanation.values, _GROUP_STARTS, axis=1))
         return out
 
     def probabilities(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:

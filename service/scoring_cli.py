@@ -1,0 +1,108 @@
+"""``lenrisk score``: score a CSV or Parquet file with the registered models.
+
+A thin command over :mod:`service.batch` (the local, streaming engine) and :mod:`service.spark_scoring`.
+Domain errors propagate to the root app (``service.cli``), which prints them and exits with code 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from service.batch import Explain
+from training.console import Quiet, console
+
+
+class Engine(StrEnum):
+    """Where the rows are scored."""
+
+    LOCAL = "local"  # this process, streaming
+    SPARK = "spark"  # Apache Spark: spark.master from spark-submit or spark-defaults, else local mode
+
+
+def score(
+    input_path: Annotated[
+        Path, typer.Option("--input", help="Records to score: .csv or .parquet with the contract columns.")
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("--output", help="Scored rows (.csv or .parquet); <output>.manifest.json beside it."),
+    ],
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects", help="Rejected rows, one line per broken rule (default: <output stem>.rejects.csv)."
+        ),
+    ] = None,
+    model_alias: Annotated[
+        str | None,
+        typer.Option(
+            "--model-alias",
+            help="Registry alias of both models (default: LENRISK_MODEL_ALIAS, else champion).",
+        ),
+    ] = None,
+    explain: Annotated[
+        Explain, typer.Option("--explain", help="Explanation columns: none, top3 (per outcome) or all.")
+    ] = Explain.NONE,
+    engine: Annotated[Engine, typer.Option("--engine", help="local (this process) or spark.")] = Engine.LOCAL,
+    quiet: Quiet = False,
+) -> None:
+    """Score every row of a file: valid rows to the output, the others to the rejects, then a manifest."""
+    from service.batch import prepare_run, score_file
+    from service.model_store import load_predictor
+    from service.settings import get_settings
+
+    paths, source = prepare_run(
+        input_path, output, rejects
+    )  # whole-file problems stop here, before any output
+    settings = get_settings()
+    if model_alias is not None:
+        settings = settings.model_copy(update={"model_alias": model_alias})
+    predictor = load_predictor(settings)
+    out = console(quiet)
+    models = ", ".join(f"{m.name} v{m.version}" for m in predictor.models.values())
+    out.print(
+        f"Scoring {paths.input.name} with {models} (@{settings.model_alias}; explain {explain}, {engine})"
+    )
+    with _progress(quiet, source.rows) as advance:
+        if engine is Engine.SPARK:
+            from service.spark_scoring import score_file_spark, spark_session
+
+            with spark_session() as spark:
+                summary = score_file_spark(spark, predictor, paths, source, explain=explain, progress=advance)
+        else:
+            summary = score_file(predictor, paths, source, explain=explain, progress=advance)
+    counts = summary.counts
+    typer.echo(
+        f"{counts['read']} rows read = {counts['scored']} scored + {counts['rejected']} rejected "
+        f"({counts['reject_lines']} reject lines); manifest {paths.manifest}"
+    )
+    out.print(f"output: {paths.output}\nrejects: {paths.rejects}")
+
+
+class _RowsPerSecond(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} rows/s" if speed else "", style="progress.data.speed")
+
+
+@contextmanager
+def _progress(quiet: bool, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar with rows and rows/s (disabled when ``quiet``); yields ``advance(rows)``."""
+    with Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        _RowsPerSecond(),
+        TimeElapsedColumn(),
+        disable=quiet,
+    ) as bar:
+        task = bar.add_task("scoring", total=total)
+        yield lambda rows: bar.advance(task, rows)

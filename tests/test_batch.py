@@ -1,0 +1,367 @@
+"""Batch scoring, local engine, on the session's registry: the API's answers, every row accounted for,
+atomic and idempotent publication, results independent of the batch size."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pv
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from features.encoding import FeatureEncoder
+from features.schema import OUTCOMES, PREDICTOR_NAMES
+from features.tableio import read_table
+from features.validate import validate_table
+from service import batch
+from service.batch import Explain, ReconciliationError, prepare_run, score_file, sha256_file
+from service.predictor import FIELDS, LoadedModel, Predictor
+from training.calibration import PlattCalibrator
+from training.cohort.generate import generate_cohort
+from training.estimators import BoostedSpec
+from training.riskmodel import RiskModel
+
+
+@pytest.fixture(scope="module")
+def predictor(registry):
+    from service.model_store import load_predictor
+    from service.settings import ServiceSettings
+
+    return load_predictor(ServiceSettings(mlruns_dir=registry["root"]))
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> pd.DataFrame:
+    """120 generated lines (outcomes included) and an extra column, as CSV cells (strings, "" if empty)."""
+    frame = generate_cohort(120, seed=3)
+    frame.insert(1, "site", [f" site-{i % 4} " for i in range(len(frame))])
+    path = tmp_path_factory.mktemp("cohort") / "lines.csv"
+    frame.to_csv(path, index=False)
+    return read_table(path)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV output as written: strings stay strings, floats parsed exactly (pyarrow)."""
+    return pv.read_csv(path).to_pandas()
+
+
+def run(predictor, source: Path, output: Path, *, batch_rows=batch.BATCH_ROWS, **options) -> batch.RunSummary:
+    paths, table = prepare_run(source, output, batch_rows=batch_rows)
+    return score_file(predictor, paths, table, **options)
+
+
+def api_record(row: pd.Series) -> dict:
+    """A validated contract row as the JSON record the API takes."""
+    record = {}
+    for name in PREDICTOR_NAMES:
+        value = row[name]
+        if isinstance(value, float) and math.isnan(value):
+            record[name] = None
+        elif name in ("ecog", "prior_lines", "dialysis") or name.startswith("cm_"):
+            record[name] = int(value)
+        else:
+            record[name] = value.item() if hasattr(value, "item") else value
+    return record
+
+
+def test_a_row_scored_in_batch_equals_the_same_record_sent_to_the_api(predictor, api, cohort, tmp_path):
+    source = tmp_path / "lines.csv"
+    cohort.head(30).to_csv(source, index=False)
+    out = {}
+    for mode in Explain:
+        run(predictor, source, tmp_path / f"{mode}.csv", explain=mode)
+        out[mode] = read_csv(tmp_path / f"{mode}.csv")
+    clean = validate_table(cohort.head(30)).clean
+    for i in range(30):
+        answer = api.post("/v1/predict", json=api_record(clean.iloc[i])).json()
+        for o in OUTCOMES:
+            expected = answer[o]
+            contributions = {c["feature"]: c["contribution"] for c in expected["contributions"]}
+            row_all, row_top = out[Explain.ALL].iloc[i], out[Explain.TOP3].iloc[i]
+            assert row_all[f"risk_{o}"] == expected["probability"]  # the explained path: bit for bit
+            assert row_all[f"shap_{o}_base"] == expected["base_value"]
+            # per-field sums come from a matrix product whose rounding depends on the number of rows
+            assert {f: row_all[f"shap_{o}_{f}"] for f in FIELDS} == pytest.approx(contributions, abs=1e-12)
+            assert row_top[f"risk_{o}"] == expected["probability"]
+            for k, top in enumerate(expected["contributions"][:3], start=1):
+                assert row_top[f"{o}_top{k}_feature"] == top["feature"]
+                assert row_top[f"{o}_top{k}_contribution"] == pytest.approx(top["contribution"], abs=1e-12)
+            # --explain none: the predictor's bulk path (XGBoost's float32 sums for a boosted model)
+            assert abs(out[Explain.NONE].iloc[i][f"risk_{o}"] - expected["probability"]) < 1e-5
+            assert out[Explain.NONE].iloc[i][f"model_version_{o}"] == int(expected["model"]["version"])
+
+
+@pytest.fixture(scope="module")
+def boosted(predictor) -> Predictor:
+    """Boosted models for both outcomes, trained in-process (the session's registry holds linear ones)."""
+    frame = validate_table(generate_cohort(1500, seed=9)).raise_on_errors()
+    encoder = FeatureEncoder().fit(frame)
+    X = encoder.transform(frame)
+    models = {}
+    for outcome, column in OUTCOMES.items():
+        y = frame[column].to_numpy()
+        estimator = BoostedSpec(num_boost_round=60).fit(X, y)
+        model = RiskModel(outcome, encoder, estimator, PlattCalibrator.fit(estimator.margin(X), y))
+        models[outcome] = LoadedModel(name=f"boosted-{outcome}", version="7", model=model, digest="0" * 64)
+    return Predictor(models, predictor.bands)
+
+
+def test_a_boosted_champion_scores_in_batch_as_predict_rows(boosted, cohort, tmp_path):
+    cohort.to_csv(tmp_path / "lines.csv", index=False)
+    for mode in (Explain.ALL, Explain.NONE):
+        run(boosted, tmp_path / "lines.csv", tmp_path / f"{mode}.csv", explain=mode)
+    explained, fast = read_csv(tmp_path / "all.csv"), read_csv(tmp_path / "none.csv")
+    clean = validate_table(cohort).clean
+    rows = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in clean.to_dict("records")]
+    for i, prediction in enumerate(boosted.predict_rows(rows)):  # what /v1/predict answers
+        for o, answer in prediction.outcomes.items():
+            assert explained[f"risk_{o}"][i] == answer.probability
+            assert explained[f"shap_{o}_base"][i] == answer.base_value
+            contributions = {f"shap_{o}_{name}": c for name, _, c in answer.contributions}
+            assert explained.loc[i, list(contributions)].to_dict() == pytest.approx(contributions, abs=1e-12)
+            assert abs(fast[f"risk_{o}"][i] - answer.probability) < 1e-5  # XGBoost's float32 sums
+
+
+def test_output_carries_every_input_column_unchanged_then_the_scores(predictor, cohort, tmp_path):
+    source = tmp_path / "lines.csv"
+    raw = cohort.copy()
+    raw.loc[4, "age"] = " 71.5 "  # valid after stripping; carried through as written
+    raw.to_csv(source, index=False)
+    run(predictor, source, tmp_path / "scored.csv", explain=Explain.TOP3)
+
+    out = pv.read_csv(tmp_path / "scored.csv", convert_options=pv.ConvertOptions(strings_can_be_null=False))
+    added = [
+        "risk_discontinuation",
+        "risk_dose_reduction",
+        "model_version_discontinuation",
+        "model_version_dose_reduction",
+        "applicability",
+        *(f"{o}_top{k}_{what}" for o in OUTCOMES for k in (1, 2, 3) for what in ("feature", "contribution")),
+    ]
+    assert out.column_names == [*raw.columns, *added]
+    as_text = read_table(tmp_path / "scored.csv")
+    pd.testing.assert_frame_equal(as_text[list(raw.columns)], raw, check_dtype=False)
+    assert as_text.loc[4, "age"] == " 71.5 "
+    clean = validate_table(raw).clean
+    flags = predictor.applicability_flags(clean)
+    assert as_text["applicability"].tolist() == list(flags)
+    assert set(as_text["model_version_discontinuation"]) == {predictor.models["discontinuation"].version}
+
+
+def test_parquet_keeps_the_input_types_and_matches_csv_scores(predictor, cohort, tmp_path):
+    typed = generate_cohort(120, seed=3)
+    typed.insert(1, "site", pd.array(range(len(typed)), dtype="int32"))
+    typed.to_parquet(tmp_path / "lines.parquet", index=False)
+    typed.to_csv(tmp_path / "lines.csv", index=False)
+    run(predictor, tmp_path / "lines.parquet", tmp_path / "scored.parquet", explain=Explain.ALL)
+    run(predictor, tmp_path / "lines.csv", tmp_path / "scored.csv", explain=Explain.ALL)
+
+    scored = pq.read_table(tmp_path / "scored.parquet")
+    source = pq.read_table(tmp_path / "lines.parquet")
+    assert scored.schema.field("site").type == pa.int32()
+    assert scored.select(source.column_names).equals(source.replace_schema_metadata(None))
+    from_csv = read_csv(tmp_path / "scored.csv")
+    for o in OUTCOMES:
+        assert np.array_equal(scored[f"risk_{o}"].to_numpy(), from_csv[f"risk_{o}"].to_numpy())
+        logit = scored[f"shap_{o}_base"].to_numpy() + sum(scored[f"shap_{o}_{f}"].to_numpy() for f in FIELDS)
+        assert np.allclose(
+            logit, np.log(scored[f"risk_{o}"].to_numpy() / (1 - scored[f"risk_{o}"].to_numpy()))
+        )
+
+
+def test_manifest_records_counts_hashes_and_models(predictor, cohort, tmp_path):
+    bad = cohort.copy()
+    bad.loc[[2, 9], "regimen"] = "XYZ"
+    bad.loc[9, "age"] = "old"
+    bad.to_csv(tmp_path / "lines.csv", index=False)
+    output = tmp_path / "scored.parquet"
+    summary = run(predictor, tmp_path / "lines.csv", output)
+
+    rejects = tmp_path / "scored.rejects.csv"
+    manifest_path = tmp_path / "scored.parquet.manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest == summary.manifest
+    assert manifest["counts"] == {"read": 120, "scored": 118, "rejected": 2, "reject_lines": 3}
+    assert manifest["input"]["sha256"] == sha256_file(tmp_path / "lines.csv")
+    assert manifest["output"] == {
+        "path": "scored.parquet",
+        "sha256": sha256_file(tmp_path / "scored.parquet"),
+    }
+    assert manifest["rejects"] == {"path": rejects.name, "sha256": sha256_file(rejects)}
+    assert manifest["engine"] == "local" and manifest["explain"] == "none"
+    for outcome, loaded in predictor.models.items():
+        assert manifest["models"][outcome] == {
+            "name": loaded.name,
+            "version": loaded.version,
+            "sha256": loaded.digest,
+            "family": loaded.model.family,
+        }
+    assert pq.read_metadata(tmp_path / "scored.parquet").num_rows == 118
+    regimen = "unknown value; expected one of R, Rd, RCd, RVd, KRd, DRd, IRd, ERd, MPR"
+    assert read_csv(rejects).values.tolist() == [
+        [3, cohort.patient_id[2], "regimen", regimen],
+        [10, cohort.patient_id[9], "age", "not a number; expected a number from 18 to 100"],
+        [10, cohort.patient_id[9], "regimen", regimen],
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "lines.csv",
+        "scored.parquet",
+        "scored.parquet.manifest.json",
+        "scored.rejects.csv",
+    ]
+
+
+def assert_same_scores(a: pa.Table, b: pa.Table) -> None:
+    """Equal tables, except explanation contributions may differ in the last bits (the predictor's per-field
+    sums are a matrix product, rounded differently for different numbers of rows)."""
+    assert a.schema == b.schema
+    for name in a.column_names:
+        if name.startswith("shap_") or name.endswith("_contribution"):
+            assert np.allclose(a[name].to_numpy(), b[name].to_numpy(), rtol=0, atol=1e-12), name
+        else:
+            assert a[name].equals(b[name]), name
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_rerun_gives_identical_content_and_batch_size_does_not_matter(predictor, cohort, tmp_path, suffix):
+    bad = cohort.copy()
+    bad.loc[[0, 7, 8, 64, 119], "sex"] = "Male"
+    bad.to_csv(tmp_path / "lines.csv", index=False)
+    outputs = [tmp_path / f"a{suffix}", tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"]
+    hashes = []
+    for output, rows in zip(outputs, [batch.BATCH_ROWS, batch.BATCH_ROWS, 7], strict=True):
+        run(predictor, tmp_path / "lines.csv", output, explain=Explain.TOP3, batch_rows=rows)
+        table = pq.read_table(output) if suffix == ".parquet" else pv.read_csv(output)
+        rejects = output.with_name(f"{output.stem}.rejects.csv")
+        hashes.append((table, sha256_file(rejects), sha256_file(output)))
+    (first, rejects_1, bytes_1), (second, rejects_2, bytes_2), (small, rejects_3, _) = hashes
+    assert first.num_rows == 115
+    assert first.equals(second) and rejects_1 == rejects_2
+    if suffix == ".csv":
+        assert bytes_1 == bytes_2
+    assert_same_scores(first, small)  # 12 blocks of about 10 rows
+    assert rejects_1 == rejects_3
+
+
+def test_a_failing_run_leaves_the_previous_files_untouched(predictor, cohort, tmp_path, monkeypatch):
+    cohort.to_csv(tmp_path / "lines.csv", index=False)
+    output = tmp_path / "scored.csv"
+    output.write_text("previous run\n")
+    calls = []
+    original = predictor.probabilities
+
+    def failing(columns):
+        calls.append(len(columns))
+        if len(calls) == 3:
+            raise MemoryError("simulated failure in the third batch")
+        return original(columns)
+
+    monkeypatch.setattr(predictor, "probabilities", failing)
+    with pytest.raises(MemoryError):
+        run(predictor, tmp_path / "lines.csv", output, batch_rows=20)
+    assert output.read_text() == "previous run\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "lines.csv",
+        "scored.csv",
+    ]  # no temporary files left
+
+
+def test_counts_that_do_not_reconcile_publish_nothing(predictor, cohort, tmp_path, monkeypatch):
+    cohort.to_csv(tmp_path / "lines.csv", index=False)
+    original = batch.score_chunk
+
+    def losing_a_row(*args):
+        scored = original(*args)
+        return batch.Scored(scored.output.slice(1), scored.rejects, scored.rows, scored.rejected)
+
+    monkeypatch.setattr(batch, "score_chunk", losing_a_row)
+    with pytest.raises(ReconciliationError, match="read 120, scored 119, rejected 0"):
+        run(predictor, tmp_path / "lines.csv", tmp_path / "scored.csv")
+    assert [p.name for p in tmp_path.iterdir()] == ["lines.csv"]
+
+
+def test_a_killed_run_leaves_no_output_under_the_final_names(registry, tmp_path):
+    generate_cohort(3000, seed=4).to_parquet(tmp_path / "lines.parquet", index=False)
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from pathlib import Path
+        from service.batch import prepare_run, score_file
+        from service.model_store import load_predictor
+        from service.settings import get_settings
+
+        paths, source = prepare_run(Path("lines.parquet"), Path("scored.csv"), batch_rows=500)
+        predictor = load_predictor(get_settings())
+
+        def stall(rows):  # after the first batch: report, then wait to be killed mid-run
+            print("scoring", flush=True)
+            time.sleep(120)
+
+        score_file(predictor, paths, source, progress=stall)
+        """
+    )
+    env = {**os.environ, "LENRISK_MLRUNS_DIR": str(registry["root"]), "MLFLOW_TRACKING_URI": ""}
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline() == "scoring\n"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names[-1] == "lines.parquet" and len(names) == 3  # plus the two hidden temporary files
+    assert all(name.startswith((".scored.csv.", ".scored.rejects.csv.")) for name in names[:2])
+
+
+@pytest.fixture
+def lenrisk(registry, monkeypatch):
+    """Invoke the ``lenrisk`` root app (with ``score`` registered) on the session's registry."""
+    from service import cli
+    from service.scoring_cli import score
+
+    if "score" not in {command.name for command in cli.app.registered_commands}:
+        monkeypatch.setattr(cli.app, "registered_commands", [*cli.app.registered_commands])
+        cli.app.command("score")(score)
+    monkeypatch.setenv("LENRISK_MLRUNS_DIR", str(registry["root"]))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(cli.app, ["score", *map(str, args)])
+
+
+def test_cli_scores_a_file_and_prints_the_reconciled_counts(lenrisk, cohort, tmp_path):
+    bad = cohort.copy()
+    bad.loc[5, "prior_lines"] = "-1"
+    bad.to_csv(tmp_path / "lines.csv", index=False)
+    result = lenrisk("--input", tmp_path / "lines.csv", "--output", tmp_path / "out.parquet", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("120 rows read = 119 scored + 1 rejected (1 reject lines); manifest ")
+    rejects = tmp_path / "elsewhere.csv"
+    result = lenrisk(
+        "--input", tmp_path / "lines.csv", "--output", tmp_path / "out.csv", "--rejects", rejects,
+        "--explain", "all", "--model-alias", "champion",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Scoring lines.csv with lenalidomide-discontinuation v1" in result.output
+    assert json.loads((tmp_path / "out.csv.manifest.json").read_text())["rejects"]["path"] == rejects.name
+
+
+def test_cli_unknown_alias_exits_2_before_any_output(lenrisk, cohort, tmp_path):
+    cohort.to_csv(tmp_path / "lines.csv", index=False)
+    result = lenrisk(
+        "--input", tmp_path / "lines.csv", "--output", tmp_path / "out.csv", "--model-alias", "nope"
+    )
+    assert result.exit_code == 2
+    assert "cannot resolve alias 'nope'" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["lines.csv"]

@@ -1,0 +1,159 @@
+"""The Spark engine (pyspark, local[2]) scores a file exactly as the local engine does: same rows, same
+scores, same rejects with the same row numbers, across several partitions and Arrow batches."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pv
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from features.errors import FileFormatError
+from features.schema import RECORD_NAMES
+from service.batch import Explain, prepare_run, score_file, sha256_file
+from service.spark_scoring import score_file_spark
+from training.cohort.generate import generate_cohort
+
+N = 300
+pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A local[2] session that splits even small files into several partitions and Arrow batches."""
+    from pyspark.sql import SparkSession
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYSPARK_PYTHON", sys.executable)
+        session = (
+            SparkSession.builder.master("local[2]")
+            .appName("lenrisk-tests")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.files.maxPartitionBytes", "16k")
+            .config("spark.sql.execution.arrow.maxRecordsPerBatch", "50")
+            .getOrCreate()
+        )
+        session.sparkContext.setLogLevel("ERROR")
+        yield session
+        session.stop()
+
+
+@pytest.fixture(scope="module")
+def predictor(registry):
+    from service.model_store import load_predictor
+    from service.settings import ServiceSettings
+
+    return load_predictor(ServiceSettings(mlruns_dir=registry["root"]))
+
+
+@pytest.fixture(scope="module")
+def bad_csv() -> bytes:
+    """N rows with CRLF line ends, a byte-order mark and bad rows early, late and at partition-sized gaps."""
+    frame = generate_cohort(N, seed=21)[list(RECORD_NAMES)]
+    frame["note"] = "a, b"
+    rows = list(csv.reader(io.StringIO(frame.to_csv(index=False))))
+    for k in (3, 150, 290):
+        rows[k][rows[0].index("regimen")] = "XYZ"
+    rows[77][rows[0].index("age")] = "seventy"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    lines = out.getvalue().split("\r\n")[:-1]
+    lines[120] = lines[0]  # the header again
+    lines[200] = ""  # an empty line
+    lines[250] += ",surplus"
+    lines[-1] = lines[-1][:20]  # truncated last row, no final line end
+    return b"\xef\xbb\xbf" + "\r\n".join(lines).encode()
+
+
+def assert_same_scores(a: pa.Table, b: pa.Table) -> None:
+    """Equal tables, except explanation contributions may differ in the last bits (the predictor's per-field
+    sums are a matrix product, rounded differently for different numbers of rows)."""
+    assert a.schema == b.schema
+    for name in a.column_names:
+        if name.startswith("shap_") or name.endswith("_contribution"):
+            assert np.allclose(a[name].to_numpy(), b[name].to_numpy(), rtol=0, atol=1e-12), name
+        else:
+            assert a[name].equals(b[name]), name
+
+
+def score_both(spark, predictor, source, tmp_path, suffix, explain):
+    """Score ``source`` with each engine; return both manifests."""
+    manifests = {}
+    for engine in ("local", "spark"):
+        paths, table = prepare_run(source, tmp_path / f"{engine}{suffix}")
+        if engine == "local":
+            manifests[engine] = score_file(predictor, paths, table, explain=explain).manifest
+        else:
+            manifests[engine] = score_file_spark(spark, predictor, paths, table, explain=explain).manifest
+    return manifests
+
+
+def test_csv_scores_and_rejects_match_the_local_engine(spark, predictor, bad_csv, tmp_path):
+    source = tmp_path / "lines.csv"
+    source.write_bytes(bad_csv)
+    assert spark.read.text(source.as_uri()).rdd.getNumPartitions() > 1
+    manifests = score_both(spark, predictor, source, tmp_path, ".csv", Explain.TOP3)
+
+    local, on_spark = pv.read_csv(tmp_path / "local.csv"), pv.read_csv(tmp_path / "spark.csv")
+    assert_same_scores(local, on_spark)
+    assert sha256_file(tmp_path / "local.rejects.csv") == sha256_file(tmp_path / "spark.rejects.csv")
+    rejects = pv.read_csv(tmp_path / "spark.rejects.csv").to_pandas()
+    assert sorted(set(rejects.row_number)) == [3, 77, 120, 150, 200, 250, 290, N]
+    assert manifests["spark"]["counts"] == manifests["local"]["counts"]
+    assert manifests["spark"]["counts"]["read"] == N and manifests["spark"]["counts"]["scored"] == N - 8
+    assert manifests["spark"]["engine"] == "spark"
+    assert manifests["spark"]["models"] == manifests["local"]["models"]
+
+
+def test_parquet_scores_match_the_local_engine_with_input_types_kept(spark, predictor, tmp_path):
+    frame = generate_cohort(N, seed=22)
+    frame["visit"] = pd.array(np.arange(N), dtype="int32")
+    frame.loc[[10, 260], "sex"] = "Male"
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "lines.parquet", row_group_size=60
+    )
+    manifests = score_both(spark, predictor, tmp_path / "lines.parquet", tmp_path, ".parquet", Explain.ALL)
+
+    local, on_spark = pq.read_table(tmp_path / "local.parquet"), pq.read_table(tmp_path / "spark.parquet")
+    assert on_spark.schema.field("visit").type == pa.int32()
+    assert_same_scores(local, on_spark)
+    assert sha256_file(tmp_path / "local.rejects.csv") == sha256_file(tmp_path / "spark.rejects.csv")
+    assert manifests["spark"]["counts"] == {"read": N, "scored": N - 2, "rejected": 2, "reject_lines": 2}
+
+
+def test_a_whole_file_problem_on_an_executor_stops_the_run_before_any_output(
+    spark, predictor, bad_csv, tmp_path
+):
+    source = tmp_path / "lines.csv"
+    source.write_bytes(bad_csv[:-3000] + b"\xe9" + bad_csv[-3000:])
+    paths, table = prepare_run(source, tmp_path / "out.csv")
+    with pytest.raises(FileFormatError, match=r"^lines.csv: cannot be read as CSV \(not UTF-8 text\)$"):
+        score_file_spark(spark, predictor, paths, table)
+    assert [p.name for p in tmp_path.iterdir()] == ["lines.csv"]
+
+
+def test_cli_runs_the_spark_engine_in_the_active_session(spark, registry, bad_csv, tmp_path, monkeypatch):
+    from service import cli
+    from service.scoring_cli import score
+
+    if "score" not in {command.name for command in cli.app.registered_commands}:
+        monkeypatch.setattr(cli.app, "registered_commands", [*cli.app.registered_commands])
+        cli.app.command("score")(score)
+    monkeypatch.setenv("LENRISK_MLRUNS_DIR", str(registry["root"]))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "lines.csv").write_bytes(bad_csv)
+    args = ["score", "--input", tmp_path / "lines.csv", "--output", tmp_path / "out.csv", "--engine", "spark"]
+    result = CliRunner().invoke(cli.app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert f"{N} rows read = {N - 8} scored + 8 rejected" in result.output
+    assert json.loads((tmp_path / "out.csv.manifest.json").read_text())["engine"] == "spark"
+    assert not spark.sparkContext._jsc.sc().isStopped()  # the CLI leaves a session it did not create running
