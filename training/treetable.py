@@ -15,6 +15,7 @@ those patterns heavily, which batch scoring can exploit by explaining unique pat
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ import xgboost as xgb
 from features.encoding import FEATURE_NAMES
 from features.errors import LenriskError
 
+_FEW_ROWS = 64  # up to this many rows, one gather over all trees beats the column-wise loops
 MAX_CONDITIONS = 10  # 2**10 patterns per tree at most: depth <= 3 gives 7; deeper trees are refused
 
 
@@ -92,21 +94,72 @@ class TreeTables:
         out[:, has_conditions] = np.add.reduceat(weighted, self.tree_start[has_conditions], axis=1)
         return out
 
-    def margin(self, X: np.ndarray, *, chunk: int = 16_384) -> np.ndarray:
+    def margin(self, X: np.ndarray, *, chunk: int = 65_536) -> np.ndarray:
         """Log-odds (float64): base value plus the sum of every tree's SHAP values."""
-        out = np.empty(X.shape[0])
-        trees = np.arange(len(self.tree_start))
+        if X.shape[0] <= _FEW_ROWS:
+            return self.base + self.leaf[np.arange(len(self.tree_start)), self.patterns(X)].sum(axis=1)
+        out = np.zeros(X.shape[0])
         for start in range(0, X.shape[0], chunk):
-            out[start : start + chunk] = self.leaf[trees, self.patterns(X[start : start + chunk])].sum(axis=1)
+            patterns = self._patterns_by_tree(
+                np.ascontiguousarray(X[start : start + chunk].T, dtype=np.float32)
+            )
+            block = out[start : start + chunk]
+            for tree, leaf in enumerate(self.leaf):
+                block += leaf[patterns[tree]]
         return self.base + out
 
-    def contributions(self, X: np.ndarray, *, chunk: int = 2_048) -> np.ndarray:
-        """(n, F) SHAP values on the margin scale (TreeSHAP, path-dependent, as XGBoost computes it)."""
-        out = np.empty((X.shape[0], self.shap.shape[2]))
+    def contributions(self, X: np.ndarray, *, chunk: int = 65_536) -> np.ndarray:
+        """(n, F) SHAP values on the margin scale (TreeSHAP, path-dependent, as XGBoost computes it).
+
+        A few rows (the API): one gather over every tree and feature. Many rows (batch): column-wise, one
+        vectorised comparison per split condition and one gather per (tree, feature it splits on), a few
+        hundred numpy calls per chunk whatever its size. Both add the same float64 table values.
+        """
         trees = np.arange(len(self.tree_start))
+        if X.shape[0] <= _FEW_ROWS:
+            return self.shap[trees, self.patterns(X)].sum(axis=1)
+        out = np.empty((X.shape[0], self.shap.shape[2]))
         for start in range(0, X.shape[0], chunk):
-            out[start : start + chunk] = self.shap[trees, self.patterns(X[start : start + chunk])].sum(axis=1)
+            rows = slice(start, start + chunk)
+            patterns = self._patterns_by_tree(np.ascontiguousarray(X[rows].T, dtype=np.float32))
+            block = np.zeros((self.shap.shape[2], patterns.shape[1]))  # (F, n)
+            for t, f, values in self._columns:
+                block[f] += values[patterns[t]]
+            out[rows] = block.T
         return out
+
+    def _patterns_by_tree(self, XT: np.ndarray) -> np.ndarray:
+        """(T, n) pattern index per tree of the rows of ``XT`` (features x rows, float32)."""
+        patterns = np.zeros((len(self.tree_start), XT.shape[1]), dtype=np.int32)
+        above = np.empty(XT.shape[1], dtype=bool)
+        for tree, feature, threshold, weight in self._conditions:
+            np.greater_equal(XT[feature], threshold, out=above)
+            patterns[tree] += above * weight
+        return patterns
+
+    @functools.cached_property
+    def _conditions(self) -> list[tuple[int, int, np.float32, int]]:
+        tree_of = np.repeat(
+            np.arange(len(self.tree_start)), np.diff(np.append(self.tree_start, len(self.cond_feature)))
+        )
+        return list(
+            zip(
+                tree_of.tolist(),
+                self.cond_feature.tolist(),
+                self.cond_threshold,
+                self.cond_weight.tolist(),
+                strict=True,
+            )
+        )
+
+    @functools.cached_property
+    def _columns(self) -> list[tuple[int, int, np.ndarray]]:
+        """(tree, feature, per-pattern SHAP values) for every feature a tree splits on."""
+        return [
+            (t, f, np.ascontiguousarray(self.shap[t][:, f]))
+            for t in range(len(self.tree_start))
+            for f in np.flatnonzero(np.abs(self.shap[t]).sum(axis=0))
+        ]
 
 
 def _representatives(conditions: list[tuple[int, np.float32]]) -> tuple[np.ndarray, np.ndarray]:
