@@ -156,3 +156,29 @@ def postgres_database():
         with admin.cursor() as cursor:
             cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.close()
+
+
+@pytest.fixture
+def lenrisk(registry, monkeypatch):
+    """``lenrisk(*args)`` runs ``lenrisk score *args`` through the root CLI on the session registry."""
+    from typer.testing import CliRunner
+
+    from service import cli
+
+    monkeypatch.setenv("LENRISK_MLRUNS_DIR", str(registry["root"]))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(cli.app, ["score", *map(str, args)])
+
+
+def same_scores(a, b) -> None:
+    """Two scored Arrow tables are equal; explanation columns to 1e-12 (per-tree SHAP sums may be added in
+    another order when rows are explained in batches of another size)."""
+    import numpy as np
+
+    assert a.schema == b.schema
+    for name in a.column_names:
+        if name.startswith("shap_") or name.endswith("_contribution"):
+            assert np.allclose(a[name].to_numpy(), b[name].to_numpy(), rtol=0, atol=1e-12), name
+        else:
+            assert a[name].equals(b[name]), name

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pv
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
+from conftest import same_scores
 
 from features.encoding import FeatureEncoder
 from features.schema import OUTCOMES, PREDICTOR_NAMES
@@ -222,17 +222,6 @@ def test_manifest_records_counts_hashes_and_models(predictor, cohort, tmp_path):
     ]
 
 
-def assert_same_scores(a: pa.Table, b: pa.Table) -> None:
-    """Equal tables, except explanation contributions may differ in the last bits (the predictor's per-field
-    sums are a matrix product, rounded differently for different numbers of rows)."""
-    assert a.schema == b.schema
-    for name in a.column_names:
-        if name.startswith("shap_") or name.endswith("_contribution"):
-            assert np.allclose(a[name].to_numpy(), b[name].to_numpy(), rtol=0, atol=1e-12), name
-        else:
-            assert a[name].equals(b[name]), name
-
-
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_rerun_gives_identical_content_and_batch_size_does_not_matter(predictor, cohort, tmp_path, suffix):
     bad = cohort.copy()
@@ -250,7 +239,7 @@ def test_rerun_gives_identical_content_and_batch_size_does_not_matter(predictor,
     assert first.equals(second) and rejects_1 == rejects_2
     if suffix == ".csv":
         assert bytes_1 == bytes_2
-    assert_same_scores(first, small)  # 12 blocks of about 10 rows
+    same_scores(first, small)  # 12 blocks of about 10 rows
     assert rejects_1 == rejects_3
 
 
@@ -323,21 +312,6 @@ def test_a_killed_run_leaves_no_output_under_the_final_names(registry, tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names[-1] == "lines.parquet" and len(names) == 3  # plus the two hidden temporary files
     assert all(name.startswith((".scored.csv.", ".scored.rejects.csv.")) for name in names[:2])
-
-
-@pytest.fixture
-def lenrisk(registry, monkeypatch):
-    """Invoke the ``lenrisk`` root app (with ``score`` registered) on the session's registry."""
-    from service import cli
-    from service.scoring_cli import score
-
-    if "score" not in {command.name for command in cli.app.registered_commands}:
-        monkeypatch.setattr(cli.app, "registered_commands", [*cli.app.registered_commands])
-        cli.app.command("score")(score)
-    monkeypatch.setenv("LENRISK_MLRUNS_DIR", str(registry["root"]))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(cli.app, ["score", *map(str, args)])
 
 
 def test_cli_scores_a_file_and_prints_the_reconciled_counts(lenrisk, cohort, tmp_path):

@@ -10,7 +10,6 @@ import json
 import pandas as pd
 import pyarrow.csv as pv
 import pytest
-from typer.testing import CliRunner
 
 from features.errors import FileFormatError
 from features.schema import PREDICTOR_NAMES, RECORD_NAMES
@@ -138,21 +137,6 @@ def test_valid_rows_score_as_they_would_alone(predictor, rows, bad_csv, tmp_path
     from_clean = pv.read_csv(tmp_path / "clean-out.csv").to_pandas()
     pd.testing.assert_frame_equal(from_bad, from_clean, check_exact=False, rtol=1e-12)
     assert pv.read_csv(tmp_path / "clean-out.rejects.csv").num_rows == 0
-
-
-@pytest.fixture
-def lenrisk(registry, monkeypatch):
-    """Invoke ``lenrisk score`` (root app, domain errors mapped to exit 2) on the session's registry."""
-    from service import cli
-    from service.scoring_cli import score
-
-    if "score" not in {command.name for command in cli.app.registered_commands}:
-        monkeypatch.setattr(cli.app, "registered_commands", [*cli.app.registered_commands])
-        cli.app.command("score")(score)
-    monkeypatch.setenv("LENRISK_MLRUNS_DIR", str(registry["root"]))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(cli.app, ["score", *map(str, args)])
 
 
 def test_cli_accounts_for_every_row_without_echoing_patient_data(lenrisk, bad_csv, tmp_path):

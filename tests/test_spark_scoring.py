@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as pv
 import pyarrow.parquet as pq
 import pytest
+from conftest import same_scores
 from typer.testing import CliRunner
 
 from features.errors import FileFormatError
@@ -74,17 +75,6 @@ def bad_csv() -> bytes:
     return b"\xef\xbb\xbf" + "\r\n".join(lines).encode()
 
 
-def assert_same_scores(a: pa.Table, b: pa.Table) -> None:
-    """Equal tables, except explanation contributions may differ in the last bits (the predictor's per-field
-    sums are a matrix product, rounded differently for different numbers of rows)."""
-    assert a.schema == b.schema
-    for name in a.column_names:
-        if name.startswith("shap_") or name.endswith("_contribution"):
-            assert np.allclose(a[name].to_numpy(), b[name].to_numpy(), rtol=0, atol=1e-12), name
-        else:
-            assert a[name].equals(b[name]), name
-
-
 def score_both(spark, predictor, source, tmp_path, suffix, explain):
     """Score ``source`` with each engine; return both manifests."""
     manifests = {}
@@ -104,7 +94,7 @@ def test_csv_scores_and_rejects_match_the_local_engine(spark, predictor, bad_csv
     manifests = score_both(spark, predictor, source, tmp_path, ".csv", Explain.TOP3)
 
     local, on_spark = pv.read_csv(tmp_path / "local.csv"), pv.read_csv(tmp_path / "spark.csv")
-    assert_same_scores(local, on_spark)
+    same_scores(local, on_spark)
     assert sha256_file(tmp_path / "local.rejects.csv") == sha256_file(tmp_path / "spark.rejects.csv")
     rejects = pv.read_csv(tmp_path / "spark.rejects.csv").to_pandas()
     assert sorted(set(rejects.row_number)) == [3, 77, 120, 150, 200, 250, 290, N]
@@ -125,7 +115,7 @@ def test_parquet_scores_match_the_local_engine_with_input_types_kept(spark, pred
 
     local, on_spark = pq.read_table(tmp_path / "local.parquet"), pq.read_table(tmp_path / "spark.parquet")
     assert on_spark.schema.field("visit").type == pa.int32()
-    assert_same_scores(local, on_spark)
+    same_scores(local, on_spark)
     assert sha256_file(tmp_path / "local.rejects.csv") == sha256_file(tmp_path / "spark.rejects.csv")
     assert manifests["spark"]["counts"] == {"read": N, "scored": N - 2, "rejected": 2, "reject_lines": 2}
 
