@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.errors import ContractError, LenriskError
 from features.schema import COMORBIDITY_COLUMNS, REGIMENS, SETTINGS, SEXES
@@ -80,20 +82,22 @@ class EncoderStateError(LenriskError):
 class FeatureEncoder:
     """Fitted encoding of contract records into :data:`FEATURE_NAMES`.
 
-    Attributes (fitted, ending in ``_``): ``impute_`` (training medians of ``crcl_ml_min`` and ``ecog``),
-    ``ranges_`` (per numeric input: min, max, 0.5th and 99.5th percentiles, share missing),
-    ``categories_`` (per categorical input: training count of each value), ``prevalence_`` (per binary
-    input), ``n_`` (training rows).
+        Attributes (fitted, ending in ``_``): ``impute_`` (training medians of ``crcl_ml_min`` and ``ecog``),
+        ``ranges_`` (per numeric input: min, max, 0.5th and 99.5th percentiles, share missing),
+        ``categories_`` (per categorical input: training count of each value), ``prevalence_`` (per binary
+        input), ``n_`` (training rows).
 
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> rows = pd.DataFrame([{"age": 70.0, "sex": "male", "regimen": "RCd", "setting": "maintenance",
-    ...     "start_dose_mg": 10.0, "crcl_ml_min": 45.0, "dialysis": 0, "ecog": 1.0, "prior_lines": 0,
-    ...     **{c: 0 for c in COMORBIDITY_COLUMNS}}])
-    >>> X = FeatureEncoder().fit(rows).transform(rows)
-    >>> float(X[0, FEATURE_NAMES.index("n_agents")]), float(X[0, FEATURE_NAMES.index("renal_category")])
-    (3.0, 1.0)
+        Examples
+        --------
+        >>> import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+        >>> rows = pd.DataFrame([{"age": 70.0, "sex": "male", "regimen": "RCd", "setting": "maintenance",
+        ...     "start_dose_mg": 10.0, "crcl_ml_min": 45.0, "dialysis": 0, "ecog": 1.0, "prior_lines": 0,
+        ...     **{c: 0 for c in COMORBIDITY_COLUMNS}}])
+        >>> X = FeatureEncoder().fit(rows).transform(rows)
+        >>> float(X[0, FEATURE_NAMES.index("n_agents")]), float(X[0, FEATURE_NAMES.index("renal_category")])
+        (3.0, 1.0)
     """
 
     impute_: dict[str, float] = field(default_factory=dict)
@@ -145,41 +149,40 @@ class FeatureEncoder:
             raise EncoderStateError("the feature encoder is not fitted")
         age = _floats(rows["age"])
         n = age.size
-        X = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64)
+        # Filled feature by feature (contiguous writes), returned row-major as every consumer expects.
+        X = np.empty((len(FEATURE_NAMES), n), dtype=np.float64)
         col = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
-        X[:, col["age"]] = age
-        X[:, col["male"]] = _codes(rows["sex"], SEXES, "sex") == SEXES.index("male")
+        X[col["age"]] = age
+        X[col["male"]] = _codes(rows["sex"], SEXES, "sex") == SEXES.index("male")
         regimen = _codes(rows["regimen"], REGIMENS, "regimen")
-        X[:, col["n_agents"]] = _REGIMEN_TABLE[regimen, 0]
+        X[col["n_agents"]] = _REGIMEN_TABLE[regimen, 0]
         for j, partner in enumerate(PARTNERS, start=1):
-            X[:, col[f"partner_{partner}"]] = _REGIMEN_TABLE[regimen, j]
+            X[col[f"partner_{partner}"]] = _REGIMEN_TABLE[regimen, j]
         setting = _codes(rows["setting"], SETTINGS, "setting")
         for k, name in enumerate(SETTINGS):
-            X[:, col[f"setting_{name}"]] = setting == k
-        X[:, col["start_dose_mg"]] = _floats(rows["start_dose_mg"])
+            X[col[f"setting_{name}"]] = setting == k
+        X[col["start_dose_mg"]] = _floats(rows["start_dose_mg"])
 
         crcl = _floats(rows["crcl_ml_min"])
         crcl_unknown = np.isnan(crcl)
         crcl = np.where(crcl_unknown, self.impute_["crcl_ml_min"], crcl)
         dialysis = _floats(rows["dialysis"])
-        X[:, col["crcl_ml_min"]] = crcl
-        X[:, col["crcl_unknown"]] = crcl_unknown
-        X[:, col["renal_category"]] = np.where(
-            dialysis == 1, 3, np.select([crcl >= 60, crcl >= 30], [0, 1], 2)
-        )
-        X[:, col["dialysis"]] = dialysis
+        X[col["crcl_ml_min"]] = crcl
+        X[col["crcl_unknown"]] = crcl_unknown
+        X[col["renal_category"]] = np.where(dialysis == 1, 3, np.select([crcl >= 60, crcl >= 30], [0, 1], 2))
+        X[col["dialysis"]] = dialysis
 
         ecog = _floats(rows["ecog"])
         ecog_unknown = np.isnan(ecog)
-        X[:, col["ecog"]] = np.where(ecog_unknown, self.impute_["ecog"], ecog)
-        X[:, col["ecog_unknown"]] = ecog_unknown
-        X[:, col["prior_lines"]] = _floats(rows["prior_lines"])
+        X[col["ecog"]] = np.where(ecog_unknown, self.impute_["ecog"], ecog)
+        X[col["ecog_unknown"]] = ecog_unknown
+        X[col["prior_lines"]] = _floats(rows["prior_lines"])
         first_cm = col[COMORBIDITY_COLUMNS[0]]
         for j, name in enumerate(COMORBIDITY_COLUMNS):
-            X[:, first_cm + j] = _floats(rows[name])
-        X[:, col["cm_count"]] = X[:, first_cm : first_cm + len(COMORBIDITY_COLUMNS)].sum(axis=1)
-        return X
+            X[first_cm + j] = _floats(rows[name])
+        X[col["cm_count"]] = X[first_cm : first_cm + len(COMORBIDITY_COLUMNS)].sum(axis=0)
+        return np.ascontiguousarray(X.T)
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted state as JSON-serialisable data (no pickle)."""
@@ -236,8 +239,9 @@ def _codes(values: Any, categories: Sequence[str], name: str) -> np.ndarray:
     if len(values) <= _SMALL:
         index = {c: i for i, c in enumerate(categories)}
         codes = np.array([index.get(v, -1) for v in values], dtype=np.int64)
-    else:
-        codes = pd.Categorical(values, categories=categories).codes.astype(np.int64)
+    else:  # Arrow's hash lookup; pandas' str columns are Arrow arrays already
+        found = pc.index_in(pa.array(values, type=pa.large_string()), value_set=pa.array(categories))
+        codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     if (codes < 0).any():
         raise ContractError(f"{name}: unknown value; expected one of {', '.join(categories)}")
     return codes

@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -124,10 +125,18 @@ def validate_table(df: pd.DataFrame, *, require_outcomes: bool = False, row_offs
         RowError(int(p) + 1 + row_offset, columns[c].name, found[r][2], pid)
         for p, c, r, pid in zip(position, column_id, reason_id, patient_ids, strict=True)
     ]
-    clean = df.iloc[np.flatnonzero(keep)]
-    for name, values in typed.items():
-        clean[name] = values[keep]
-    return Validation(clean=clean, errors=errors, rejected=rejected, n_rows=n)
+    return Validation(clean=_clean(df, typed, keep), errors=errors, rejected=rejected, n_rows=n)
+
+
+def _clean(df: pd.DataFrame, typed: dict[str, Any], keep: np.ndarray) -> pd.DataFrame:
+    """The kept rows: typed contract columns, other columns untouched, in ``df``'s column order."""
+    rows = None if keep.all() else np.flatnonzero(keep)  # the usual batch: nothing to drop
+    columns = {}
+    for name in df.columns:
+        values = typed[name] if name in typed else df[name].array
+        columns[name] = values if rows is None else values.take(rows)
+    index = df.index if rows is None else df.index.take(rows)
+    return pd.DataFrame(columns, index=index, copy=False)
 
 
 def _check_column(column: Column, s: pd.Series) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:

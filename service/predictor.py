@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from scipy.special import expit
 
 from features.encoding import CATEGORICAL_INPUTS, FEATURE_GROUPS, FEATURE_NAMES, NUMERIC_INPUTS
@@ -183,15 +184,23 @@ class Predictor:
                 warnings.append(self._warning(name, kind, row.get(name)))
         return warnings
 
-    def applicability_flags(self, columns: Mapping[str, Any]) -> np.ndarray:
-        """Per row, its warnings as ``field:kind`` joined by ``;`` (empty string: none); for batch output."""
+    def applicability_flags(self, columns: Mapping[str, Any]) -> pa.Array:
+        """Per row, its warnings as ``field:kind`` joined by ``;`` (empty string: none); for batch output.
+
+        Rows are grouped by which checks they fail (a bit mask), so each distinct text is built once.
+        """
         checks = self._checks(columns)
-        n = len(checks[0][2])
-        flags = np.full(n, "", dtype=object)
-        flagged = np.flatnonzero(np.any([mask for _, _, mask in checks], axis=0))
-        for i in flagged:
-            flags[i] = ";".join(f"{name}:{kind}" for name, kind, mask in checks if mask[i])
-        return flags
+        failed = np.zeros(len(checks[0][2]), dtype=np.int64)
+        for bit, (_, _, mask) in enumerate(checks):
+            failed |= mask.astype(np.int64) << bit
+        masks = np.flatnonzero(np.bincount(failed))  # the combinations present
+        which = np.zeros(masks[-1] + 1, dtype=np.int64)
+        which[masks] = np.arange(masks.size)
+        texts = [
+            ";".join(f"{name}:{kind}" for bit, (name, kind, _) in enumerate(checks) if m >> bit & 1)
+            for m in masks.tolist()
+        ]
+        return pa.array(texts, pa.string()).take(which[failed])
 
     def _warning(self, name: str, kind: str, value: Any) -> dict[str, Any]:
         encoder = self._encoder

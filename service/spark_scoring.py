@@ -50,6 +50,7 @@ from service.batch import (
     arrow_errors,
     csv_options,
     empty_batch,
+    one_thread_per_kernel,
     output_schema,
     score_chunk,
     write_run,
@@ -197,15 +198,16 @@ class _ExecutorScoring:
         schema = output_schema(self.schema, self.explain)
         chunks = self._csv_chunks(batches) if self.csv else self._parquet_chunks(batches)
         try:
-            for block, first, lines, chunk in chunks:
-                scored = score_chunk(predictor, chunk, self.explain, schema)
-                name = f"{block:020d}-{first:020d}"
-                _write_ipc(Path(self.staging) / f"{name}.out", scored.output)
-                _write_ipc(Path(self.staging) / f"{name}.rej", scored.rejects)
-                part = {"block": block, "first": first, "lines": lines, "name": name}
-                yield pa.RecordBatch.from_pylist(
-                    [{**part, "rows": scored.rows, "rejected": scored.rejected}], schema=_PART_ARROW
-                )
+            with one_thread_per_kernel():  # Spark runs one task per core
+                for block, first, lines, chunk in chunks:
+                    scored = score_chunk(predictor, chunk, self.explain, schema)
+                    name = f"{block:020d}-{first:020d}"
+                    _write_ipc(Path(self.staging) / f"{name}.out", scored.output)
+                    _write_ipc(Path(self.staging) / f"{name}.rej", scored.rejects)
+                    part = {"block": block, "first": first, "lines": lines, "name": name}
+                    yield pa.RecordBatch.from_pylist(
+                        [{**part, "rows": scored.rows, "rejected": scored.rejected}], schema=_PART_ARROW
+                    )
         except LenriskError as err:  # a whole-file problem (e.g. not UTF-8): reported by the driver
             yield pa.RecordBatch.from_pylist([{"error": str(err)}], schema=_PART_ARROW)
 
