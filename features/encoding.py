@@ -182,7 +182,7 @@ class FeatureEncoder:
         for j, name in enumerate(COMORBIDITY_COLUMNS):
             X[first_cm + j] = _floats(rows[name])
         X[col["cm_count"]] = X[first_cm : first_cm + len(COMORBIDITY_COLUMNS)].sum(axis=0)
-        return np.ascontiguousarray(X.T)
+        return X.T.copy()  # C order with standard strides, also for one row (BLAS paths depend on them)
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted state as JSON-serialisable data (no pickle)."""

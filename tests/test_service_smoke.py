@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import pytest
 
 from features.record import PatientRecord
 
@@ -19,6 +20,7 @@ def test_predict_matches_the_registered_models(registry, api, record):
         answer = body[outcome]
         logit = answer["base_value"] + sum(c["contribution"] for c in answer["contributions"])
         assert abs(math.log(answer["probability"] / (1 - answer["probability"])) - logit) < 1e-9
-        expected = result.model.probability(pd.DataFrame([row]))[0]
-        assert answer["probability"] == expected
+        rows = pd.DataFrame([row])
+        assert answer["probability"] == result.model.explain(rows).probability[0]  # the served path
+        assert answer["probability"] == pytest.approx(result.model.probability(rows)[0], abs=1e-12)
         assert answer["model"] == {"name": result.model_name, "version": "1"}

@@ -9,14 +9,19 @@ comparisons, and its SHAP values are a gather and a sum. Because TreeSHAP is add
 ensemble, the sum equals the ensemble's TreeSHAP values, and ``base + sum`` is the margin, accumulated in
 float64 (XGBoost sums its trees in float32, off by up to ~3e-6 log-odds).
 
-Rows that fall in the same pattern of every tree share predictions and explanations; registry rows repeat
-those patterns heavily, which batch scoring can exploit by explaining unique patterns only.
+Rows that fall in the same bin of every split feature (the same side of every threshold of every tree) share
+predictions and explanations. For many rows, :meth:`TreeTables.contributions` keys each row by its bins and,
+when the distinct keys are at most ``_DEDUP_MAX_SHARE`` of the rows (a registry file holding the same lines
+from several extracts), explains one representative row per key and copies its values to the others: bit for
+bit the values of explaining every row. Otherwise every row is explained, and the keys cost ~8% of the time
+(the synthetic cohort's 32 k-row batches are ~93% distinct: every tree splits on age or CrCl).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +31,8 @@ from features.encoding import FEATURE_NAMES
 from features.errors import LenriskError
 
 _FEW_ROWS = 64  # up to this many rows, one gather over all trees beats the column-wise loops
-MAX_CONDITIONS = 10  # 2**10 patterns per tree at most: depth <= 3 gives 7; deeper trees are refused
+_DEDUP_MAX_SHARE = 0.75  # evaluate one row per bin key if keys are at most this share of rows
+MAX_CONDITIONS = 10  # 2**10 patterns per tree at most (int16 holds 2**15): depth <= 3 gives 7; deeper refused
 
 
 class TreeTableError(LenriskError):
@@ -95,9 +101,64 @@ class TreeTables:
         return out
 
     def margin(self, X: np.ndarray, *, chunk: int = 65_536) -> np.ndarray:
-        """Log-odds (float64): base value plus the sum of every tree's SHAP values."""
+        """Log-odds (float64): base value plus the sum of every tree's SHAP values.
+
+        Many rows: column-wise like :meth:`contributions`, every row (computing the bin keys costs about
+        what evaluating the rows does, so deduplicating never pays here).
+        """
         if X.shape[0] <= _FEW_ROWS:
             return self.base + self.leaf[np.arange(len(self.tree_start)), self.patterns(X)].sum(axis=1)
+        return self.base + self._leaf_sums(X, chunk)
+
+    def contributions(self, X: np.ndarray, *, chunk: int = 65_536) -> np.ndarray:
+        """(n, F) SHAP values on the margin scale (TreeSHAP, path-dependent, as XGBoost computes it).
+
+        A few rows (the API): one gather over every tree and feature. Many rows (batch): column-wise, one
+        vectorised comparison per split condition and one gather per (tree, feature it splits on), a few
+        hundred numpy calls per chunk whatever its size, once per distinct bin key if rows repeat (see
+        :meth:`_on_distinct_rows`). Both add the same float64 table values.
+        """
+        if X.shape[0] <= _FEW_ROWS:
+            return self.shap[np.arange(len(self.tree_start)), self.patterns(X)].sum(axis=1)
+        return self._on_distinct_rows(X, lambda rows: self._shap_sums(rows, chunk))
+
+    def _bin_keys(self, X: np.ndarray) -> np.ndarray:
+        """(n,) int64 key per row, equal for two rows iff they have the same bin of every split feature.
+
+        A row's bin for feature f is the number of f's thresholds (over all trees) that ``x_f >= t``
+        passes, compared in float32 as :meth:`patterns` does; NaN passes none, like the comparisons. Equal
+        keys give equal patterns in every tree. Bins are combined in mixed radix; a partial key that could
+        overflow int64 is first renumbered densely (``np.unique``).
+        """
+        key, size = np.zeros(X.shape[0], dtype=np.int64), 1
+        for feature, thresholds in self._thresholds:
+            x = X[:, feature].astype(np.float32)
+            bins = np.zeros(X.shape[0], dtype=np.min_scalar_type(len(thresholds)))
+            for threshold in thresholds:
+                bins += x >= threshold
+            if size * (len(thresholds) + 1) > np.iinfo(np.int64).max:
+                _, key = np.unique(key, return_inverse=True)
+                size = int(key.max()) + 1
+            key *= len(thresholds) + 1
+            key += bins
+            size *= len(thresholds) + 1
+        return key
+
+    def _on_distinct_rows(self, X: np.ndarray, evaluate: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``evaluate(X)``, computed on one row per distinct :meth:`_bin_keys` key and copied to the others.
+
+        Bit-identical to evaluating every row: a row's values are the same table values added in the same
+        order whatever the other rows. When distinct keys exceed ``_DEDUP_MAX_SHARE`` of the rows, every row
+        is evaluated: above ~80% distinct, copying the representatives and their values back costs about
+        what evaluating fewer rows saves (measured on 32 k and 262 k rows, margins and contributions).
+        """
+        _, first, inverse = np.unique(self._bin_keys(X), return_index=True, return_inverse=True)
+        if len(first) > _DEDUP_MAX_SHARE * X.shape[0]:
+            return evaluate(X)
+        return evaluate(X[first])[inverse]
+
+    def _leaf_sums(self, X: np.ndarray, chunk: int) -> np.ndarray:
+        """(n,) sum of every tree's SHAP values, column-wise in chunks of rows (the margin without base)."""
         out = np.zeros(X.shape[0])
         for start in range(0, X.shape[0], chunk):
             patterns = self._patterns_by_tree(
@@ -105,40 +166,47 @@ class TreeTables:
             )
             block = out[start : start + chunk]
             for tree, leaf in enumerate(self.leaf):
-                block += leaf[patterns[tree]]
-        return self.base + out
+                block += leaf[patterns[tree].astype(np.intp)]
+        return out
 
-    def contributions(self, X: np.ndarray, *, chunk: int = 65_536) -> np.ndarray:
-        """(n, F) SHAP values on the margin scale (TreeSHAP, path-dependent, as XGBoost computes it).
-
-        A few rows (the API): one gather over every tree and feature. Many rows (batch): column-wise, one
-        vectorised comparison per split condition and one gather per (tree, feature it splits on), a few
-        hundred numpy calls per chunk whatever its size. Both add the same float64 table values.
-        """
-        trees = np.arange(len(self.tree_start))
-        if X.shape[0] <= _FEW_ROWS:
-            return self.shap[trees, self.patterns(X)].sum(axis=1)
+    def _shap_sums(self, X: np.ndarray, chunk: int) -> np.ndarray:
+        """(n, F) SHAP values, column-wise in chunks of rows."""
         out = np.empty((X.shape[0], self.shap.shape[2]))
         for start in range(0, X.shape[0], chunk):
             rows = slice(start, start + chunk)
             patterns = self._patterns_by_tree(np.ascontiguousarray(X[rows].T, dtype=np.float32))
             block = np.zeros((self.shap.shape[2], patterns.shape[1]))  # (F, n)
-            for t, f, values in self._columns:
-                block[f] += values[patterns[t]]
+            for tree, columns in enumerate(self._columns):
+                index = patterns[tree].astype(np.intp)  # numpy gathers fastest with native indices
+                for f, values in columns:
+                    block[f] += values[index]
             out[rows] = block.T
         return out
 
     def _patterns_by_tree(self, XT: np.ndarray) -> np.ndarray:
-        """(T, n) pattern index per tree of the rows of ``XT`` (features x rows, float32)."""
-        patterns = np.zeros((len(self.tree_start), XT.shape[1]), dtype=np.int32)
+        """(T, n) pattern index per tree of the rows of ``XT`` (features x rows, float32).
+
+        int16 (patterns < 2**MAX_CONDITIONS) and preallocated buffers: ~4x faster than int64 temporaries.
+        The gathers then index with ``intp`` copies, ~1.5x faster than with narrower indices.
+        """
+        patterns = np.zeros((len(self.tree_start), XT.shape[1]), dtype=np.int16)
         above = np.empty(XT.shape[1], dtype=bool)
+        bit = np.empty(XT.shape[1], dtype=np.int16)
         for tree, feature, threshold, weight in self._conditions:
             np.greater_equal(XT[feature], threshold, out=above)
-            patterns[tree] += above * weight
+            patterns[tree] += np.multiply(above, weight, out=bit)
         return patterns
 
     @functools.cached_property
-    def _conditions(self) -> list[tuple[int, int, np.float32, int]]:
+    def _thresholds(self) -> list[tuple[int, np.ndarray]]:
+        """(feature, its sorted distinct float32 thresholds over all trees) for every split feature."""
+        return [
+            (f, np.unique(self.cond_threshold[self.cond_feature == f]))
+            for f in np.unique(self.cond_feature).tolist()
+        ]
+
+    @functools.cached_property
+    def _conditions(self) -> list[tuple[int, int, np.float32, np.int16]]:
         tree_of = np.repeat(
             np.arange(len(self.tree_start)), np.diff(np.append(self.tree_start, len(self.cond_feature)))
         )
@@ -147,18 +215,17 @@ class TreeTables:
                 tree_of.tolist(),
                 self.cond_feature.tolist(),
                 self.cond_threshold,
-                self.cond_weight.tolist(),
+                self.cond_weight.astype(np.int16),
                 strict=True,
             )
         )
 
     @functools.cached_property
-    def _columns(self) -> list[tuple[int, int, np.ndarray]]:
-        """(tree, feature, per-pattern SHAP values) for every feature a tree splits on."""
+    def _columns(self) -> list[list[tuple[int, np.ndarray]]]:
+        """Per tree: (feature, per-pattern SHAP values) for every feature the tree splits on."""
         return [
-            (t, f, np.ascontiguousarray(self.shap[t][:, f]))
-            for t in range(len(self.tree_start))
-            for f in np.flatnonzero(np.abs(self.shap[t]).sum(axis=0))
+            [(f, np.ascontiguousarray(table[:, f])) for f in np.flatnonzero(np.abs(table).sum(axis=0))]
+            for table in self.shap
         ]
 
 
