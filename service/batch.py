@@ -48,7 +48,7 @@ from features.tableio import FORMATS
 from features.validate import check_table_columns, validate_table
 from service.predictor import FIELDS, Predictor
 
-BATCH_ROWS = 32_768  # Parquet rows per batch; CSV blocks hold about as many rows of ~128 bytes
+BATCH_ROWS = 65_536  # Parquet rows per batch; CSV blocks hold about as many rows of ~128 bytes
 WORKERS = 2  # chunks scored at once
 TOP_K = 3
 MANIFEST_SUFFIX = ".manifest.json"

@@ -124,8 +124,7 @@ class Predictor:
     def probabilities(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Per outcome: the calibrated probabilities, without explanations (the batch fast path).
 
-        Equal to the explained path for a linear model; for a boosted one it comes from XGBoost's float32
-        predictor and agrees with the explained path to ~1e-6 in probability.
+        Equal to the explained path within float64 rounding (the same terms summed in another order).
         """
         encoded = self._encode(columns)
         return {o: m.model.bulk_probability(encoded[o]) for o, m in self.models.items()}
