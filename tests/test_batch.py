@@ -91,12 +91,11 @@ def test_a_row_scored_in_batch_equals_the_same_record_sent_to_the_api(predictor,
             row_all, row_top = out[Explain.ALL].iloc[i], out[Explain.TOP3].iloc[i]
             assert row_all[f"risk_{o}"] == expected["probability"]  # the explained path: bit for bit
             assert row_all[f"shap_{o}_base"] == expected["base_value"]
-            # per-field sums come from a matrix product whose rounding depends on the number of rows
-            assert {f: row_all[f"shap_{o}_{f}"] for f in FIELDS} == pytest.approx(contributions, abs=1e-12)
+            assert {f: row_all[f"shap_{o}_{f}"] for f in FIELDS} == contributions  # bit for bit
             assert row_top[f"risk_{o}"] == expected["probability"]
             for k, top in enumerate(expected["contributions"][:3], start=1):
                 assert row_top[f"{o}_top{k}_feature"] == top["feature"]
-                assert row_top[f"{o}_top{k}_contribution"] == pytest.approx(top["contribution"], abs=1e-12)
+                assert row_top[f"{o}_top{k}_contribution"] == top["contribution"]
             # --explain none: the predictor's bulk path, the same sums in another order
             assert abs(out[Explain.NONE].iloc[i][f"risk_{o}"] - expected["probability"]) < 1e-12
             assert out[Explain.NONE].iloc[i][f"model_version_{o}"] == int(expected["model"]["version"])
@@ -129,7 +128,7 @@ def test_a_boosted_champion_scores_in_batch_as_predict_rows(boosted, cohort, tmp
             assert explained[f"risk_{o}"][i] == answer.probability
             assert explained[f"shap_{o}_base"][i] == answer.base_value
             contributions = {f"shap_{o}_{name}": c for name, _, c in answer.contributions}
-            assert explained.loc[i, list(contributions)].to_dict() == pytest.approx(contributions, abs=1e-12)
+            assert explained.loc[i, list(contributions)].to_dict() == contributions
             assert abs(fast[f"risk_{o}"][i] - answer.probability) < 1e-12  # tree sums, not SHAP sums
 
 
