@@ -223,8 +223,13 @@ def test_manifest_records_counts_hashes_and_models(predictor, cohort, tmp_path):
     ]
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_rerun_gives_identical_content_and_batch_size_does_not_matter(predictor, cohort, tmp_path, suffix):
+@pytest.mark.parametrize(("suffix", "models"), [(".csv", "predictor"), (".parquet", "boosted")])
+def test_rerun_gives_identical_content_and_batch_size_does_not_matter(
+    request, cohort, tmp_path, suffix, models
+):
+    predictor = request.getfixturevalue(
+        models
+    )  # boosted: one 115-row chunk (column-wise tables) vs 7-row ones
     bad = cohort.copy()
     bad.loc[[0, 7, 8, 64, 119], "sex"] = "Male"
     bad.to_csv(tmp_path / "lines.csv", index=False)
