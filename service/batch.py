@@ -607,8 +607,8 @@ def score_file(
 ) -> RunSummary:
     """Score ``source`` in this process and publish the run (see :func:`write_run`).
 
-    A background thread reads ahead; ``workers`` threads score consecutive chunks at once (numpy, pandas,
-    pyarrow and XGBoost release the GIL in their kernels); results are written in input order.
+    A background thread reads ahead; ``workers`` threads score consecutive chunks at once (numpy, pandas and
+    pyarrow release the GIL in their kernels), each kernel on one thread; results are written in input order.
     """
     schema = output_schema(source.schema, explain)
     with one_thread_per_kernel():
