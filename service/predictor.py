@@ -193,7 +193,7 @@ class Predictor:
         for bit, (_, _, mask) in enumerate(checks):
             failed |= mask.astype(np.int64) << bit
         masks = np.flatnonzero(np.bincount(failed))  # the combinations present
-        which = np.zeros(masks[-1] + 1, dtype=np.int64)
+        which = np.zeros(int(failed.max(initial=0)) + 1, dtype=np.int64)
         which[masks] = np.arange(masks.size)
         texts = [
             ";".join(f"{name}:{kind}" for bit, (name, kind, _) in enumerate(checks) if m >> bit & 1)
