@@ -486,3 +486,30 @@ def test_server_time_for_a_realistic_order_is_under_50_ms(cds, ec_key):
     median_ms = statistics.median(times) * 1000
     print(f"CDS order-sign median server time (TestClient, in process): {median_ms:.1f} ms")
     assert median_ms < 50
+
+
+def test_keys_from_the_issuers_jwks_url_are_fetched_once_and_checked(
+    start_api, service_settings, monkeypatch, fake_fhir, ec_key, public_jwk
+):
+    jwks = fake_fhir({"/jwks.json": {"keys": [public_jwk]}})
+    jwks_url = jwks.url.removesuffix("/fhir") + "/jwks.json"
+    issuers = {ISSUER: {"client": "ehr-a", "jwks_url": jwks_url, "fhir_servers": []}}
+    monkeypatch.setenv("LENRISK_CDS_ISSUERS", json.dumps(issuers))
+    monkeypatch.setenv("LENRISK_CDS_PUBLIC_BASE_URL", BASE)
+    client = start_api(service_settings)
+    body = hook_request("order-sign", rvd_orders(), full_prefetch())
+
+    def post(token):
+        return client.post(SIGN, json=body, headers={"Authorization": f"Bearer {token}"})
+
+    assert post(mint(ec_key, BASE + SIGN)).status_code == 200
+    assert post(mint(ec_key, BASE + SIGN, headers={"jku": jwks_url})).status_code == 200  # its own URL
+    assert [path for path, _ in jwks.seen] == ["/jwks.json"]  # cached between calls
+    stranger = ec.generate_private_key(ec.SECP384R1())
+    assert post(mint(stranger, BASE + SIGN)).status_code == 401  # same kid, another key: bad signature
+    unknown_kid = mint(ec_key, BASE + SIGN, headers={"kid": "not-in-the-set"})
+    assert post(unknown_kid).status_code == 401
+    jwks.close()
+    fresh = start_api(service_settings)  # a new process: no cached keys, and the JWKS URL is down
+    response = fresh.post(SIGN, json=body, headers={"Authorization": f"Bearer {mint(ec_key, BASE + SIGN)}"})
+    assert response.status_code == 401 and "JWK Set" in response.json()["detail"]
