@@ -4,6 +4,9 @@ A row holds the time, request id, client, route, status, model versions, an HMAC
 canonical input and the outputs (probabilities and bands), never the input itself: a keyed hash, because
 a plain SHA-256 of a few clinical values is brute-forceable. A failed write raises
 :class:`service.errors.AuditUnavailableError` and the request fails closed.
+
+The same database holds the CDS Hooks JWT ids seen (``lenrisk_cds_jti``), so that every worker and replica
+sharing the store refuses a replayed token (:meth:`AuditLog.first_use`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import hashlib
 import hmac
 import json
 import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +42,15 @@ AUDIT_TABLE = sa.Table(
     sa.Column("outputs", sa.JSON, nullable=True),
 )
 
+JTI_TABLE = sa.Table(
+    "lenrisk_cds_jti",
+    _METADATA,
+    sa.Column("issuer", sa.String(512), primary_key=True),
+    sa.Column("jti", sa.String(256), primary_key=True),
+    sa.Column("expires", sa.Float, nullable=False, index=True),  # Unix time
+)
+_PURGE_EVERY = 1000  # JWT ids stored between deletions of expired ones
+
 
 def canonical_hmac(key: bytes, rows: list[dict[str, Any]]) -> str:
     """HMAC-SHA256 of the canonical JSON of the contract rows (sorted keys, no spaces)."""
@@ -57,6 +71,7 @@ class AuditLog:
         self._conn: sa.Connection | None = None
         self._lock = threading.Lock()
         self._insert = AUDIT_TABLE.insert()
+        self._jti_writes = 0
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
@@ -66,12 +81,41 @@ class AuditLog:
 
     def write(self, **row: Any) -> None:
         """Insert one audit row; raise :class:`AuditUnavailableError` if it cannot be stored."""
+        with self._connection() as conn:
+            conn.execute(self._insert, {"time": datetime.now(UTC), **row})
+            conn.commit()
+
+    def first_use(self, issuer: str, jti: str, expires: float) -> bool:
+        """True the first time ``(issuer, jti)`` is presented while an earlier use is unexpired, for every
+        process sharing the store (the primary key decides); :class:`AuditUnavailableError` if it is down.
+        """
+        now = time.time()
+        key = (JTI_TABLE.c.issuer == issuer) & (JTI_TABLE.c.jti == jti)
+        with self._connection() as conn:
+            self._jti_writes += 1
+            if self._jti_writes % _PURGE_EVERY == 0:
+                conn.execute(JTI_TABLE.delete().where(JTI_TABLE.c.expires <= now))
+                conn.commit()
+            try:
+                conn.execute(JTI_TABLE.insert(), {"issuer": issuer, "jti": jti, "expires": expires})
+                conn.commit()
+                return True
+            except sa.exc.IntegrityError:
+                conn.rollback()
+            renewed = conn.execute(  # the earlier use has expired: this one counts as a first use
+                JTI_TABLE.update().where(key & (JTI_TABLE.c.expires <= now)).values(expires=expires)
+            )
+            conn.commit()
+            return renewed.rowcount == 1
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sa.Connection]:
+        """The kept connection, under the lock; a database error drops it: AuditUnavailableError."""
         with self._lock:
             try:
                 if self._conn is None:
                     self._conn = self.engine.connect()
-                self._conn.execute(self._insert, {"time": datetime.now(UTC), **row})
-                self._conn.commit()
+                yield self._conn
             except sa.exc.SQLAlchemyError as err:
                 self._drop_connection()
                 raise AuditUnavailableError(f"audit store unavailable: {type(err).__name__}") from err

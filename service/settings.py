@@ -17,7 +17,7 @@ from functools import cached_property
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from service.predictor import RiskBands
-from training.settings import REPO_ROOT, TrainingSettings
+from training.settings import REPO_ROOT, TrainingSettings, psycopg2_url
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -45,6 +45,11 @@ class ServiceSettings(TrainingSettings):
     audit_hmac_key: SecretStr | None = Field(
         default=None, description="key of the HMAC of each audited input; random per process if unset"
     )
+
+    @field_validator("audit_url")
+    @classmethod
+    def _audit_postgres_driver(cls, url: str) -> str:
+        return psycopg2_url(url)
 
     @field_validator("api_keys", "admin_keys")
     @classmethod

@@ -412,6 +412,17 @@ def test_replayed_jti_is_refused(cds, ec_key):
     assert post(SIGN, body, token).status_code == 401
 
 
+def test_a_token_replayed_to_another_worker_sharing_the_audit_store_is_refused(cds, ec_key):
+    _, post_a = cds()
+    _, post_b = cds()  # a second app (worker) on the same audit database
+    body = hook_request("order-sign", rvd_orders(), full_prefetch())
+    token = mint(ec_key, BASE + SIGN)
+    assert post_a(SIGN, body, token).status_code == 200
+    response = post_b(SIGN, body, token)
+    assert response.status_code == 401 and "replay" in response.json()["detail"]
+    assert post_b(SIGN, body).status_code == 200  # a fresh token is fine
+
+
 def test_no_issuer_configured_refuses_everything(start_api, service_settings, monkeypatch, ec_key):
     monkeypatch.delenv("LENRISK_CDS_ISSUERS", raising=False)
     client = start_api(service_settings)

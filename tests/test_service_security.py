@@ -405,3 +405,23 @@ def test_no_patient_values_or_ids_in_logs_or_error_bodies(
         assert set(row) == {c.name for c in AUDIT_TABLE.columns}
         for canary in CANARIES:
             assert canary not in repr(row), canary
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_jwt_ids_are_first_used_once_per_store_until_they_expire(backend, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    if backend == "postgresql":  # as LENRISK_AUDIT_URL=postgresql://... is read: the installed driver
+        url = ServiceSettings(audit_url=request.getfixturevalue("postgres_database")).audit_url
+    first, second = AuditLog(url), AuditLog(url)  # two workers
+    try:
+        later = time.time() + 60
+        assert first.first_use("https://ehr.example.org", "jti-1", later)
+        assert not second.first_use("https://ehr.example.org", "jti-1", later)  # replayed elsewhere
+        assert not first.first_use("https://ehr.example.org", "jti-1", later)
+        assert second.first_use("https://other.example.org", "jti-1", later)  # per issuer
+        assert first.first_use("https://ehr.example.org", "jti-2", time.time() - 1)  # stored already expired
+        assert second.first_use("https://ehr.example.org", "jti-2", later)  # an expired id may come again
+        assert not first.first_use("https://ehr.example.org", "jti-2", later)
+    finally:
+        first.close()
+        second.close()

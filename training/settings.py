@@ -34,6 +34,13 @@ MLFLOW_ENV_DEFAULTS = {
 _SERVER_SCHEMES = ("http", "https", "databricks", "databricks-uc")
 
 
+def psycopg2_url(url: str) -> str:
+    """``postgresql://`` means psycopg2, the installed driver (SQLAlchemy 2.1 would pick psycopg 3)."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 class TrainingSettings(BaseSettings):
     """Tracking store, artifact root and experiment of training runs."""
 
@@ -48,10 +55,7 @@ class TrainingSettings(BaseSettings):
     @field_validator("mlflow_tracking_uri")
     @classmethod
     def _postgres_driver(cls, uri: str | None) -> str | None:
-        """``postgresql://`` means psycopg2, the installed driver (SQLAlchemy 2.1 would pick psycopg 3)."""
-        if uri and uri.startswith("postgresql://"):
-            return "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
-        return uri
+        return psycopg2_url(uri) if uri else uri
 
     @property
     def tracking_uri(self) -> str:

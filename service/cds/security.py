@@ -10,16 +10,15 @@ Rules (CDS Hooks 2.0 "Trusting CDS Clients"; SMART backend services for lifetime
 - ``aud`` must equal the URL called (configured public base URL + path); ``exp``, ``iat`` and ``jti`` are
   required; ``iat`` not in the future and ``exp`` at most ``max_token_lifetime_seconds`` after it, with
   ``clock_skew_seconds`` leeway;
-- a ``jti`` seen before for the same issuer (until its ``exp``) is a replay. The cache is in process
-  memory: a multi-worker or multi-replica deployment needs a shared store (e.g. Redis ``SET NX EX``).
+- a ``jti`` seen before for the same issuer (until its ``exp``) is a replay. JWT ids are stored in the
+  audit database, so every worker and replica sharing it refuses a replay.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
@@ -41,27 +40,10 @@ class CdsClient:
     admin: bool = False
 
 
-class ReplayCache:
-    """``(iss, jti)`` pairs seen, each kept until its token expires; bounded in size."""
+class ReplayStore(Protocol):
+    """Where JWT ids are remembered until they expire (the audit database: :meth:`AuditLog.first_use`)."""
 
-    def __init__(self, max_size: int) -> None:
-        self._seen: dict[tuple[str, str], float] = {}
-        self._max = max_size
-        self._lock = threading.Lock()
-
-    def first_use(self, issuer: str, jti: str, expires: float) -> bool:
-        """True the first time ``(issuer, jti)`` is presented before it expires."""
-        now = time.time()
-        with self._lock:
-            if len(self._seen) >= self._max:
-                self._seen = {k: e for k, e in self._seen.items() if e > now}
-                if len(self._seen) >= self._max:
-                    return False  # fail closed rather than forget tokens that could be replayed
-            key = (issuer, jti)
-            if self._seen.get(key, 0) > now:
-                return False
-            self._seen[key] = expires
-            return True
+    def first_use(self, issuer: str, jti: str, expires: float) -> bool: ...
 
 
 class _Keys:
@@ -106,7 +88,6 @@ class JwtVerifier:
         self._issuers = {
             iss: _Keys(cfg, settings.jwks_cache_seconds) for iss, cfg in settings.issuers.items()
         }
-        self._replays = ReplayCache(settings.jti_cache_size)
 
     def issuer_config(self, issuer: str) -> IssuerConfig:
         """The configuration of a verified issuer."""
@@ -144,8 +125,11 @@ class JwtVerifier:
         """True when the issuer's keys come from a JWKS URL (look-ups may block: run them in a thread)."""
         return self._issuers[issuer].remote
 
-    def verify(self, token: str, header: dict[str, Any], issuer: str, audience: str) -> CdsClient:
-        """Signature and claims of an inspected token; raises InvalidJwtError."""
+    def verify(
+        self, token: str, header: dict[str, Any], issuer: str, audience: str, replays: ReplayStore
+    ) -> CdsClient:
+        """Signature and claims of an inspected token, its ``jti`` recorded in ``replays``; raises
+        InvalidJwtError."""
         key = self._issuers[issuer].get(header["kid"])
         skew = self.settings.clock_skew_seconds
         try:
@@ -175,7 +159,7 @@ class JwtVerifier:
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti or len(jti) > 256:
             raise InvalidJwtError("JWT jti must be a non-empty string")
-        if not self._replays.first_use(issuer, jti, exp + skew):
+        if not replays.first_use(issuer, jti, exp + skew):
             raise InvalidJwtError("JWT jti has been used already (replay)")
         tenant = claims.get("tenant") if isinstance(claims.get("tenant"), str) else None
         return CdsClient(name=self._issuers[issuer].config.client, issuer=issuer, tenant=tenant)

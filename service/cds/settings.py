@@ -55,7 +55,6 @@ class CdsSettings(BaseSettings):
     )
     clock_skew_seconds: int = Field(default=30, ge=0, le=300)
     max_token_lifetime_seconds: int = Field(default=300, ge=1, le=3600, description="exp - iat at most")
-    jti_cache_size: int = Field(default=100_000, ge=100)
     jwks_cache_seconds: int = Field(default=300, ge=0)
     fhir_connect_timeout: float = Field(default=1.0, gt=0)
     fhir_read_timeout: float = Field(default=2.0, gt=0)
