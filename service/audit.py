@@ -59,7 +59,7 @@ def canonical_hmac(key: bytes, rows: list[dict[str, Any]]) -> str:
 
 
 class AuditLog:
-    """Append-only audit rows in the database at ``url`` (tables created if missing).
+    """Append-only audit rows, and the CDS JWT ids seen, in the database at ``url`` (tables made if missing).
 
     Writes are synchronous, so a request is answered only once its row is stored, over one kept-open
     connection (a pool checkout per row costs more than the prediction); after a failure the connection is
