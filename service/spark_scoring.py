@@ -40,6 +40,7 @@ import pyarrow.csv as pv
 
 from features.errors import FileFormatError, LenriskError
 from service.batch import (
+    BATCH_ROWS,
     Chunk,
     Explain,
     InputTable,
@@ -83,7 +84,12 @@ def spark_session() -> Iterator[SparkSession]:
         yield active
         return
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName("lenrisk-score").config("spark.ui.showConsoleProgress", "false")
+    builder = (
+        SparkSession.builder.appName("lenrisk-score")
+        .config("spark.ui.showConsoleProgress", "false")
+        # the local engine's batch size: Spark's default 10,000-row Arrow batches score ~25% slower
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
+    )
     spark = builder.getOrCreate()
     try:
         yield spark
