@@ -82,22 +82,20 @@ class EncoderStateError(LenriskError):
 class FeatureEncoder:
     """Fitted encoding of contract records into :data:`FEATURE_NAMES`.
 
-        Attributes (fitted, ending in ``_``): ``impute_`` (training medians of ``crcl_ml_min`` and ``ecog``),
-        ``ranges_`` (per numeric input: min, max, 0.5th and 99.5th percentiles, share missing),
-        ``categories_`` (per categorical input: training count of each value), ``prevalence_`` (per binary
-        input), ``n_`` (training rows).
+    Attributes (fitted, ending in ``_``): ``impute_`` (training medians of ``crcl_ml_min`` and ``ecog``),
+    ``ranges_`` (per numeric input: min, max, 0.5th and 99.5th percentiles, share missing),
+    ``categories_`` (per categorical input: training count of each value), ``prevalence_`` (per binary
+    input), ``n_`` (training rows).
 
-        Examples
-        --------
-        >>> import pandas as pd
-    import pyarrow as pa
-    import pyarrow.compute as pc
-        >>> rows = pd.DataFrame([{"age": 70.0, "sex": "male", "regimen": "RCd", "setting": "maintenance",
-        ...     "start_dose_mg": 10.0, "crcl_ml_min": 45.0, "dialysis": 0, "ecog": 1.0, "prior_lines": 0,
-        ...     **{c: 0 for c in COMORBIDITY_COLUMNS}}])
-        >>> X = FeatureEncoder().fit(rows).transform(rows)
-        >>> float(X[0, FEATURE_NAMES.index("n_agents")]), float(X[0, FEATURE_NAMES.index("renal_category")])
-        (3.0, 1.0)
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame([{"age": 70.0, "sex": "male", "regimen": "RCd", "setting": "maintenance",
+    ...     "start_dose_mg": 10.0, "crcl_ml_min": 45.0, "dialysis": 0, "ecog": 1.0, "prior_lines": 0,
+    ...     **{c: 0 for c in COMORBIDITY_COLUMNS}}])
+    >>> X = FeatureEncoder().fit(rows).transform(rows)
+    >>> float(X[0, FEATURE_NAMES.index("n_agents")]), float(X[0, FEATURE_NAMES.index("renal_category")])
+    (3.0, 1.0)
     """
 
     impute_: dict[str, float] = field(default_factory=dict)
@@ -240,7 +238,11 @@ def _codes(values: Any, categories: Sequence[str], name: str) -> np.ndarray:
         index = {c: i for i, c in enumerate(categories)}
         codes = np.array([index.get(v, -1) for v in values], dtype=np.int64)
     else:  # Arrow's hash lookup; pandas' str columns are Arrow arrays already
-        found = pc.index_in(pa.array(values, type=pa.large_string()), value_set=pa.array(categories))
+        try:
+            text = pa.array(values, type=pa.large_string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # not text (validated input always is)
+            raise ContractError(f"{name}: not text; expected one of {', '.join(categories)}") from None
+        found = pc.index_in(text, value_set=pa.array(categories))
         codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     if (codes < 0).any():
         raise ContractError(f"{name}: unknown value; expected one of {', '.join(categories)}")

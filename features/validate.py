@@ -133,8 +133,10 @@ def _clean(df: pd.DataFrame, typed: dict[str, Any], keep: np.ndarray) -> pd.Data
     rows = None if keep.all() else np.flatnonzero(keep)  # the usual batch: nothing to drop
     columns = {}
     for name in df.columns:
-        values = typed[name] if name in typed else df[name].array
-        columns[name] = values if rows is None else values.take(rows)
+        if name in typed:
+            columns[name] = typed[name] if rows is None else typed[name].take(rows)
+        else:  # a Series keeps pandas' copy-on-write between ``df`` and ``clean``; a taken array is a copy
+            columns[name] = df[name] if rows is None else df[name].array.take(rows)
     index = df.index if rows is None else df.index.take(rows)
     return pd.DataFrame(columns, index=index, copy=False)
 

@@ -29,6 +29,7 @@ from service import routes
 from service.audit import AuditLog
 from service.cds import routes as cds_routes
 from service.errors import (
+    AuditUnavailableError,
     ForbiddenError,
     ModelLoadError,
     NotReadyError,
@@ -123,6 +124,12 @@ def _map_errors(app: FastAPI) -> None:
     @app.exception_handler(NotReadyError)
     async def not_ready(_: Request, err: NotReadyError) -> JSONResponse:
         response = _error(503, str(err))
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+
+    @app.exception_handler(AuditUnavailableError)
+    async def audit_down(_: Request, err: AuditUnavailableError) -> JSONResponse:
+        response = _error(503, str(err))  # e.g. the CDS JWT-id store, checked before any answer
         response.headers["Retry-After"] = RETRY_AFTER
         return response
 

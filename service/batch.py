@@ -621,8 +621,9 @@ def score_file(
 
 
 def one_thread_per_kernel() -> threadpool_limits:
-    """Single-threaded BLAS and OpenMP while chunks are scored in parallel: their own worker threads would
-    only compete for the same cores (OpenBLAS's spin-waiting doubled the CPU time of a run)."""
+    """Single-threaded BLAS (a process-wide setting) and OpenMP (the calling thread's) while chunks are scored
+    in parallel: BLAS's own threads would only compete for the same cores (OpenBLAS's spin-waiting doubled
+    the CPU time of a run)."""
     return threadpool_limits(limits=1)
 
 

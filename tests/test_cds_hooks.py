@@ -524,3 +524,18 @@ def test_keys_from_the_issuers_jwks_url_are_fetched_once_and_checked(
     fresh = start_api(service_settings)  # a new process: no cached keys, and the JWKS URL is down
     response = fresh.post(SIGN, json=body, headers={"Authorization": f"Bearer {mint(ec_key, BASE + SIGN)}"})
     assert response.status_code == 401 and "JWK Set" in response.json()["detail"]
+
+
+def test_a_down_jwt_id_store_is_503_not_an_answer(cds, ec_key, monkeypatch):
+    from service.errors import AuditUnavailableError
+
+    client, post = cds()
+
+    def down(*_):
+        raise AuditUnavailableError("audit store unavailable: OperationalError")
+
+    monkeypatch.setattr(client.app.state.audit, "first_use", down)
+    token = mint(ec_key, BASE + "/cds-services")
+    response = client.get("/cds-services", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert post(SIGN, hook_request("order-sign", rvd_orders(), full_prefetch())).status_code == 503

@@ -94,8 +94,25 @@ def test_unknown_category_is_a_contract_error(frame):
         enc.transform(frame.assign(regimen="VRd"))
 
 
+def test_a_category_that_is_not_text_is_a_contract_error(frame):
+    enc = FeatureEncoder().fit(frame)
+    many = frame.sample(200, replace=True, random_state=0).reset_index(drop=True)
+    for not_text in ([1] * len(many), [np.nan] * len(many)):  # a list, as a mapping of columns can hold
+        with pytest.raises(ContractError, match="sex: "):
+            enc.transform({**many.to_dict("list"), "sex": not_text})
+
+
 def test_every_feature_explains_a_contract_field():
     groups = set(FEATURE_GROUPS.values())
     fields = {*PREDICTOR_NAMES, "renal_function", "comorbidities"}
     assert groups <= fields
     assert set(REGIMEN_COMPONENTS) == set(REGIMENS)
+
+
+@pytest.mark.parametrize("module", ["features.encoding", "service.cds.mapping"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

@@ -193,6 +193,18 @@ def test_extra_columns_are_carried_through_untouched():
         assert v.clean[name].dtype == df[name].dtype
 
 
+@pytest.mark.parametrize("rejected", [False, True])
+def test_clean_rows_share_no_memory_with_the_input(rejected):
+    df = _table(3, r1={"sex": "Male"} if rejected else {})
+    df["weight_kg"] = [70.5, 60.0, 80.0]
+    clean = validate_table(df).clean
+    df.loc[df.index[-1], "weight_kg"] = -1.0
+    df.loc[df.index[-1], "age"] = "99"
+    assert clean["weight_kg"].iloc[-1] == 80.0 and clean["age"].iloc[-1] != 99.0
+    clean.loc[clean.index[0], "weight_kg"] = -2.0
+    assert df["weight_kg"].iloc[0] == 70.5
+
+
 def test_outcomes_are_checked_when_present_and_required_on_demand():
     df = _table(3)
     df["discontinued_toxicity"] = ["0", "1", "yes"]

@@ -34,6 +34,9 @@ _FEW_ROWS = 64  # up to this many rows, one gather over all trees beats the colu
 _DEDUP_MAX_SHARE = 0.75  # evaluate one row per bin key if keys are at most this share of rows
 MAX_CONDITIONS = 10  # 2**10 patterns per tree at most (int16 holds 2**15): depth <= 3 gives 7; deeper refused
 
+if MAX_CONDITIONS >= 15:  # 2**15 patterns would overflow int16
+    raise RuntimeError("pattern indices are int16: MAX_CONDITIONS must stay below 15")
+
 
 class TreeTableError(LenriskError):
     """A booster that cannot be compiled to tables (too deep, or an unexpected tree structure)."""

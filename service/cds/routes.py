@@ -52,10 +52,8 @@ def build_router(settings: ServiceSettings, cds_settings: CdsSettings | None = N
         token, header, issuer = verifier.inspect(request.headers.get("authorization"))
         audience = base_url(request) + request.url.path
         replays = request.app.state.audit  # shared by every worker using the audit store
-        if verifier.needs_network(issuer):  # a JWKS fetch must not block the event loop
-            client = await run_in_threadpool(verifier.verify, token, header, issuer, audience, replays)
-        else:
-            client = verifier.verify(token, header, issuer, audience, replays)
+        # in a thread: a JWKS fetch and the JWT-id insert must not block the event loop
+        client = await run_in_threadpool(verifier.verify, token, header, issuer, audience, replays)
         request.state.client = client
         return client
 

@@ -62,10 +62,6 @@ class _Keys:
                 str(config.jwks_url), cache_keys=True, lifespan=max(cache_seconds, 1), timeout=5
             )
 
-    @property
-    def remote(self) -> bool:
-        return self._client is not None
-
     def get(self, kid: str) -> jwt.PyJWK:
         if self._client is not None:
             try:
@@ -120,10 +116,6 @@ class JwtVerifier:
         if jku is not None and jku != self._issuers[issuer].config.jwks_url:
             raise InvalidJwtError("JWT jku is not the issuer's registered JWK Set URL")
         return token, header, issuer
-
-    def needs_network(self, issuer: str) -> bool:
-        """True when the issuer's keys come from a JWKS URL (look-ups may block: run them in a thread)."""
-        return self._issuers[issuer].remote
 
     def verify(
         self, token: str, header: dict[str, Any], issuer: str, audience: str, replays: ReplayStore
