@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from features.encoding import FeatureEncoder  # noqa: E402
+from features.model.riskmodel import RiskModel  # noqa: E402
 from features.schema import OUTCOMES  # noqa: E402
 from features.validate import validate_table  # noqa: E402
 from service.batch import (  # noqa: E402
@@ -45,7 +46,6 @@ from service.batch import (  # noqa: E402
 )
 from service.predictor import LoadedModel, Predictor, RiskBands  # noqa: E402
 from training.cohort.generate import generate_cohort  # noqa: E402
-from training.riskmodel import RiskModel  # noqa: E402
 
 FAMILIES = ("logistic", "xgboost")
 TRAINING_ROWS = 10_000
@@ -56,7 +56,7 @@ ROW_GROUP_ROWS = 131_072  # several row groups per file, so Spark can split it
 
 def train_models(folder: Path) -> None:
     """Fit both outcomes with each family; save the artifacts under ``folder/<family>/<outcome>``."""
-    from training.calibration import PlattCalibrator
+    from training.calibration import fit_platt
     from training.estimators import BoostedSpec, LogisticSpec
     from training.selection import cross_validate
 
@@ -67,7 +67,7 @@ def train_models(folder: Path) -> None:
         for outcome, column in OUTCOMES.items():
             y = frame[column].to_numpy()
             cv = cross_validate(spec, X, y, groups, n_repeats=1)
-            model = RiskModel(outcome, encoder, spec.fit(X, y), PlattCalibrator.fit(cv.oof_margin, y))
+            model = RiskModel(outcome, encoder, spec.fit(X, y), fit_platt(cv.oof_margin, y))
             model.save(folder / spec.name / outcome)
 
 

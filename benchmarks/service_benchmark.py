@@ -108,12 +108,12 @@ async def concurrent(url: str, path: str, payload: dict, seconds: float) -> tupl
 def in_process(n: int) -> dict[str, float]:
     """Microseconds per patient for both outcomes with explanations, linear and boosted champions."""
     from features.encoding import FeatureEncoder
+    from features.model.riskmodel import RiskModel
     from features.validate import validate_table
     from service.predictor import LoadedModel, Predictor, RiskBands
-    from training.calibration import PlattCalibrator
+    from training.calibration import fit_platt
     from training.cohort.generate import generate_cohort
     from training.estimators import BoostedSpec, LogisticSpec
-    from training.riskmodel import RiskModel
     from training.selection import cross_validate
 
     frame = validate_table(generate_cohort(n, seed=5)).raise_on_errors()
@@ -128,7 +128,7 @@ def in_process(n: int) -> dict[str, float]:
         ):
             y = frame[column].to_numpy()
             cv = cross_validate(spec, X, y, groups, n_repeats=1)
-            model = RiskModel(outcome, encoder, spec.fit(X, y), PlattCalibrator.fit(cv.oof_margin, y))
+            model = RiskModel(outcome, encoder, spec.fit(X, y), fit_platt(cv.oof_margin, y))
             models[outcome] = LoadedModel(name=outcome, version="1", model=model)
         predictor = Predictor(models, {o: RiskBands(0.2, 0.4) for o in models})
         for _ in range(200):

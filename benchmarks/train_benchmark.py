@@ -41,12 +41,12 @@ def run_command(n: int, seed: int) -> float:
 
 def stages(n: int, seed: int) -> dict[str, float]:
     """Seconds per stage of one in-process training, timed around the calls ``lenrisk train`` makes."""
+    from features.model.registry import RegistrySettings
     from features.validate import validate_table
     from training.card import SyntheticSource
     from training.cohort.generate import generate_cohort, resolve_settings
     from training.pipeline import train
     from training.registry import log_and_register
-    from training.settings import TrainingSettings
 
     marks: list[tuple[str, float]] = [("start", time.perf_counter())]
 
@@ -65,7 +65,7 @@ def stages(n: int, seed: int) -> dict[str, float]:
     marks.append(("trained", time.perf_counter()))
     with tempfile.TemporaryDirectory() as tmp:
         log_and_register(
-            result, TrainingSettings(mlflow_tracking_uri=None, mlruns_dir=Path(tmp)), synthetic=source
+            result, RegistrySettings(mlflow_tracking_uri=None, mlruns_dir=Path(tmp)), synthetic=source
         )
     marks.append(("registered", time.perf_counter()))
 

@@ -25,11 +25,11 @@ import shap
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.encoding import FeatureEncoder
+from features.model.treetable import _DEDUP_MAX_SHARE
 from features.validate import validate_table
 from service.batch import BATCH_ROWS
 from training.cohort.generate import generate_cohort
 from training.estimators import BoostedSpec
-from training.treetable import _DEDUP_MAX_SHARE
 
 
 def best_of(repeats: int, runs: dict[str, Callable[[], object]]) -> dict[str, float]:

@@ -39,3 +39,7 @@ class ContractError(LenriskError, ValueError):
 
 class FileFormatError(LenriskError):
     """A whole file cannot be read as a contract table (unreadable, wrong format, missing columns)."""
+
+
+class ArtifactError(LenriskError):
+    """A saved model that cannot be loaded as written (missing file, wrong format, digest mismatch)."""

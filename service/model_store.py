@@ -1,9 +1,9 @@
 """Loading registered models for serving: resolve alias -> download -> verify digest -> warm.
 
 A version is served only if its artifact's SHA-256 matches the digest tagged on the model version at
-registration (``training.registry.DIGEST_TAG``) and it answers a warm-up record with finite, in-range
+registration (``features.model.registry.DIGEST_TAG``) and it answers a warm-up record with finite, in-range
 probabilities. Whoever can move an alias decides what runs here, so nothing else is loaded: the artifact is
-JSON and XGBoost UBJSON (``training.riskmodel``), never a pickle.
+JSON and XGBoost UBJSON (``features.model.riskmodel``), never a pickle.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from features.model.registry import DIGEST_TAG, MLFLOW_ENV_DEFAULTS
+from features.model.riskmodel import RiskModel
 from features.schema import COMORBIDITY_COLUMNS
 from service.errors import ModelLoadError
 from service.predictor import LoadedModel, Predictor
 from service.settings import ServiceSettings
-from training.registry_names import DIGEST_TAG
-from training.riskmodel import RiskModel
-from training.settings import MLFLOW_ENV_DEFAULTS
 
 #: Training-run metrics shown by ``GET /v1/models``.
 KEY_METRICS = (

@@ -17,8 +17,8 @@ import pyarrow as pa
 from scipy.special import expit
 
 from features.encoding import CATEGORICAL_INPUTS, FEATURE_GROUPS, FEATURE_NAMES, NUMERIC_INPUTS
+from features.model.riskmodel import Explanation, RiskModel
 from features.schema import COMORBIDITIES, COMORBIDITY_COLUMNS, OUTCOMES, PREDICTOR_NAMES
-from training.riskmodel import Explanation, RiskModel
 
 #: Contract fields in the order their contributions are reported (the encoder's groups).
 FIELDS: tuple[str, ...] = tuple(dict.fromkeys(FEATURE_GROUPS.values()))

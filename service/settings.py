@@ -1,6 +1,6 @@
 """Service settings (pydantic-settings), read from ``LENRISK_*`` environment variables when asked for.
 
-The tracking store is the one training writes to (:class:`training.settings.TrainingSettings`:
+The tracking store is the one training writes to (:class:`features.model.registry.RegistrySettings`:
 ``MLFLOW_TRACKING_URI`` or the embedded SQLite store under ``mlruns/``). Nothing is read at import time.
 
 API keys are configured as SHA-256 digests, never in clear: ``LENRISK_API_KEYS='{"clinic-a": "<sha256>"}'``
@@ -16,17 +16,17 @@ from functools import cached_property
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from features.model.registry import MODEL_NAMES, REPO_ROOT, RegistrySettings, psycopg2_url
 from service.predictor import RiskBands
-from training.settings import REPO_ROOT, TrainingSettings, psycopg2_url
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class ServiceSettings(TrainingSettings):
+class ServiceSettings(RegistrySettings):
     """Everything the API needs: models, bands, limits, keys, audit store."""
 
-    discontinuation_model: str = "lenalidomide-discontinuation"
-    dose_reduction_model: str = "lenalidomide-dose-reduction"
+    discontinuation_model: str = MODEL_NAMES["discontinuation"]
+    dose_reduction_model: str = MODEL_NAMES["dose_reduction"]
     model_alias: str = "champion"
     alias_poll_seconds: float = Field(default=0, ge=0, description="0 = no polling; reload on request only")
 

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pv
 
 from features.errors import FileFormatError, LenriskError
+from features.model.riskmodel import RiskModel
 from service.batch import (
     BATCH_ROWS,
     Chunk,
@@ -58,7 +59,6 @@ from service.batch import (
 )
 from service.errors import ModelLoadError
 from service.predictor import LoadedModel, Predictor, RiskBands
-from training.riskmodel import RiskModel
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession

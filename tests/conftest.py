@@ -44,15 +44,15 @@ def registry(tmp_path_factory) -> dict:
     Small synthetic cohort (2,000 lines, one CV repeat) so the whole session pays a few seconds once.
     Returns the training settings, the registered versions and the training result.
     """
+    from features.model.registry import RegistrySettings
     from features.validate import validate_table
     from training.card import SyntheticSource
     from training.cohort.generate import generate_cohort
     from training.pipeline import train
     from training.registry import log_and_register
-    from training.settings import TrainingSettings
 
     root = tmp_path_factory.mktemp("mlruns")
-    settings = TrainingSettings(mlruns_dir=root, mlflow_tracking_uri=None)
+    settings = RegistrySettings(mlruns_dir=root, mlflow_tracking_uri=None)
     source = SyntheticSource(n=2000, seed=11, settings=("relapsed_refractory", "newly_diagnosed"))
     frame = validate_table(generate_cohort(source.n, source.seed, source.settings)).raise_on_errors()
     result = train(frame, seed=11, source=source.label(), n_repeats=1)

@@ -21,16 +21,16 @@ import pytest
 from conftest import same_scores
 
 from features.encoding import FeatureEncoder
+from features.model.riskmodel import RiskModel
 from features.schema import OUTCOMES, PREDICTOR_NAMES
 from features.tableio import read_table
 from features.validate import validate_table
 from service import batch
 from service.batch import Explain, ReconciliationError, prepare_run, score_file, sha256_file
 from service.predictor import FIELDS, LoadedModel, Predictor
-from training.calibration import PlattCalibrator
+from training.calibration import fit_platt
 from training.cohort.generate import generate_cohort
 from training.estimators import BoostedSpec
-from training.riskmodel import RiskModel
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def boosted(predictor) -> Predictor:
     for outcome, column in OUTCOMES.items():
         y = frame[column].to_numpy()
         estimator = BoostedSpec(num_boost_round=60).fit(X, y)
-        model = RiskModel(outcome, encoder, estimator, PlattCalibrator.fit(estimator.margin(X), y))
+        model = RiskModel(outcome, encoder, estimator, fit_platt(estimator.margin(X), y))
         models[outcome] = LoadedModel(name=f"boosted-{outcome}", version="7", model=model, digest="0" * 64)
     return Predictor(models, predictor.bands)
 

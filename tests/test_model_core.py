@@ -11,10 +11,12 @@ import shap
 from scipy.special import expit, logit
 
 from features.encoding import FEATURE_NAMES, FeatureEncoder
+from features.errors import ArtifactError
+from features.model.estimators import BoostedModel
+from features.model.riskmodel import RiskModel
 from features.schema import COMORBIDITY_COLUMNS, REGIMENS, SETTINGS
-from training.calibration import PlattCalibrator
-from training.estimators import ArtifactError, BoostedModel, BoostedSpec, LogisticSpec
-from training.riskmodel import RiskModel
+from training.calibration import fit_platt
+from training.estimators import BoostedSpec, LogisticSpec
 from training.selection import CVResult, choose, cross_validate, fold_ids
 
 
@@ -49,7 +51,7 @@ def fitted() -> dict:
     models = {}
     for spec in (LogisticSpec(), BoostedSpec()):
         cv = cross_validate(spec, X, y, groups, n_repeats=1, seed=0)
-        calibrator = PlattCalibrator.fit(cv.oof_margin, y)
+        calibrator = fit_platt(cv.oof_margin, y)
         models[spec.name] = RiskModel("discontinuation", encoder, spec.fit(X, y, seed=0), calibrator)
     return {"frame": frame, "X": X, "y": y, "models": models}
 
@@ -200,7 +202,7 @@ def _registry_like(X: np.ndarray, *, repeat: bool, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("repeat", [True, False])
 @pytest.mark.parametrize("max_share", [None, 1.0])  # the module's rule, then dedup whatever the share
 def test_tree_tables_unique_rows_are_bit_identical(fitted, monkeypatch, repeat, max_share):
-    from training import treetable
+    from features.model import treetable
 
     tables = fitted["models"]["xgboost"].estimator.tables
     rows = _registry_like(fitted["X"], repeat=repeat)
@@ -216,7 +218,7 @@ def test_tree_tables_unique_rows_are_bit_identical(fitted, monkeypatch, repeat, 
 
 
 def test_tree_tables_evaluate_each_distinct_row_once(fitted, monkeypatch):
-    from training.treetable import TreeTables
+    from features.model.treetable import TreeTables
 
     tables = fitted["models"]["xgboost"].estimator.tables
     rows = _registry_like(fitted["X"], repeat=True)
@@ -245,7 +247,7 @@ def test_tree_tables_bins_treat_nan_as_below_every_threshold(fitted):
 
 def test_tree_tables_bin_keys_survive_int64_overflow():
     """25 features with 7 thresholds each: 8**25 bin combinations, more than int64 holds."""
-    from training.treetable import TreeTables
+    from features.model.treetable import TreeTables
 
     rng = np.random.default_rng(1)
     n_features = len(FEATURE_NAMES)

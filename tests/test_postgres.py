@@ -13,19 +13,19 @@ import numpy as np
 import psycopg2
 from mlflow import MlflowClient
 
+from features.model.registry import CHALLENGER, CHAMPION, DIGEST_TAG, MODEL_NAMES, RegistrySettings
 from features.schema import PREDICTOR_NAMES
 from features.validate import validate_table
 from training.cohort.generate import generate_cohort
-from training.pipeline import MODEL_NAMES, train
-from training.registry import CHALLENGER, CHAMPION, DIGEST_TAG, log_and_register
-from training.settings import TrainingSettings
+from training.pipeline import train
+from training.registry import log_and_register
 
 
 def test_train_and_register_against_postgresql(postgres_database, tmp_path):
     database = postgres_database
     cohort = validate_table(generate_cohort(1500, 21), require_outcomes=True).raise_on_errors()
     result = train(cohort, seed=2, source="postgres test", n_repeats=1)
-    settings = TrainingSettings(mlflow_tracking_uri=database, mlruns_dir=tmp_path)
+    settings = RegistrySettings(mlflow_tracking_uri=database, mlruns_dir=tmp_path)
 
     registered = log_and_register(result, settings)
 

@@ -19,26 +19,24 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from features.errors import ContractError
+from features.errors import ArtifactError, ContractError
+from features.model.registry import (
+    CHALLENGER,
+    CHAMPION,
+    DIGEST_TAG,
+    MODEL_NAMES,
+    REPO_ROOT,
+    RUN_TAG,
+    RegistrySettings,
+)
+from features.model.riskmodel import RiskModel
 from features.schema import OUTCOMES, PREDICTOR_NAMES
 from features.validate import validate_table
 from service.cli import app
 from training.card import DESCRIPTION_LIMIT, SyntheticSource
 from training.cohort.generate import generate_cohort
-from training.estimators import ArtifactError
-from training.pipeline import MODEL_NAMES, TrainingResult, train
-from training.registry import (
-    CHALLENGER,
-    CHAMPION,
-    DIGEST_TAG,
-    RUN_TAG,
-    RegisteredVersion,
-    RegistryError,
-    log_and_register,
-    promote,
-)
-from training.riskmodel import RiskModel
-from training.settings import REPO_ROOT, TrainingSettings, get_settings
+from training.pipeline import TrainingResult, train
+from training.registry import RegisteredVersion, RegistryError, log_and_register, promote
 
 DISC, DR = MODEL_NAMES["discontinuation"], MODEL_NAMES["dose_reduction"]
 SOURCE = SyntheticSource(n=2000, seed=11, settings=("newly_diagnosed", "maintenance", "relapsed_refractory"))
@@ -77,8 +75,8 @@ def noise_trained(cohort) -> TrainingResult:
     return train(noise, seed=1, source="noise", n_repeats=1)
 
 
-def _store(tmp_path_factory, name: str) -> TrainingSettings:
-    return TrainingSettings(mlflow_tracking_uri=None, mlruns_dir=tmp_path_factory.mktemp(name))
+def _store(tmp_path_factory, name: str) -> RegistrySettings:
+    return RegistrySettings(mlflow_tracking_uri=None, mlruns_dir=tmp_path_factory.mktemp(name))
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +89,7 @@ def store(tmp_path_factory, trained, noise_trained):
     return settings, {r.name: r for r in first}, {r.name: r for r in second}, open_figures
 
 
-def _client(settings: TrainingSettings) -> MlflowClient:
+def _client(settings: RegistrySettings) -> MlflowClient:
     mlflow.set_tracking_uri(settings.tracking_uri)
     return MlflowClient()
 
@@ -188,8 +186,11 @@ def test_the_logged_model_has_no_pickles_and_its_digest_tag_guards_the_artifact(
     files = [p for p in local.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".pkl", ".pickle", ".cloudpickle", ".joblib")]
     assert "python_model.pkl" not in (local / "MLmodel").read_text()
-    code = local / "code"  # the packages travel with the model, so it loads without lenrisk installed
-    assert (code / "features" / "validate.py").is_file() and (code / "training" / "riskmodel.py").is_file()
+    code = local / "code"  # the runtime model travels with the model, so it loads without lenrisk installed
+    assert (code / "features" / "validate.py").is_file() and (code / "features/model/riskmodel.py").is_file()
+    logged = {p.relative_to(code).as_posix() for p in code.rglob("*.py")}
+    assert {p for p in logged if not p.startswith("features/")} == set()  # no training or service code
+    assert not {"features/tableio.py", "features/record.py", "features/model/registry.py"} & logged
     assert not list(code.rglob("__pycache__"))
     artifact = local / "artifacts" / "risk_model"
     digests = artifact / "digests.json"
@@ -246,15 +247,15 @@ def test_promote_without_a_registered_model_is_a_domain_error(tmp_path_factory):
 def test_settings_are_read_from_the_environment_when_asked(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("LENRISK_MLRUNS_DIR", str(tmp_path))
-    settings = get_settings()
+    settings = RegistrySettings()
     assert settings.tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert settings.artifact_location == (tmp_path.resolve() / "artifacts").as_uri()
     assert settings.experiment_name == "lenrisk" and not list(tmp_path.iterdir())  # nothing created yet
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://postgres@127.0.0.1:5432/x")
-    assert get_settings().tracking_uri == "postgresql+psycopg2://postgres@127.0.0.1:5432/x"
+    assert RegistrySettings().tracking_uri == "postgresql+psycopg2://postgres@127.0.0.1:5432/x"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
-    assert get_settings().artifact_location is None  # the tracking server stores artifacts
-    assert TrainingSettings().mlruns_dir == tmp_path and REPO_ROOT.joinpath("training").is_dir()
+    assert RegistrySettings().artifact_location is None  # the tracking server stores artifacts
+    assert RegistrySettings().mlruns_dir == tmp_path and REPO_ROOT.joinpath("training").is_dir()
 
 
 # ------------------------------------------------------------------------------------------------- CLI

@@ -23,14 +23,13 @@ import pytest
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from features.model.calibration import PlattCalibrator
+from features.model.registry import CHAMPION, DIGEST_TAG, MODEL_NAMES, RegistrySettings
 from features.record import PatientRecord
 from service.audit import AuditLog
 from service.security import digest
 from service.settings import ServiceSettings
-from training.calibration import PlattCalibrator
-from training.pipeline import MODEL_NAMES
-from training.registry import CHAMPION, DIGEST_TAG, log_and_register
-from training.settings import TrainingSettings
+from training.registry import log_and_register
 
 CLIENT_KEY, ADMIN_KEY = "reload-client-key", "reload-admin-key"
 CLIENT = {"Authorization": f"Bearer {CLIENT_KEY}"}
@@ -55,7 +54,7 @@ def _shifted(result):
 def store(registry, tmp_path_factory):
     """This module's registry: versions 1, 2 (shifted) and 3 (wrong digest tag) of both models."""
     root = tmp_path_factory.mktemp("reload-mlruns")
-    settings = TrainingSettings(mlruns_dir=root, mlflow_tracking_uri=None)
+    settings = RegistrySettings(mlruns_dir=root, mlflow_tracking_uri=None)
     previous_uri = mlflow.get_tracking_uri()
     base, shifted = registry["result"], _shifted(registry["result"])
     try:

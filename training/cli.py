@@ -55,6 +55,7 @@ def train(
     if setting and synthetic is None:
         raise typer.BadParameter("--setting only applies to --synthetic")
 
+    from features.model.registry import RegistrySettings
     from features.tableio import read_table
     from features.validate import validate_table
     from training.card import SyntheticSource
@@ -62,9 +63,8 @@ def train(
     from training.pipeline import check_outcomes
     from training.pipeline import train as fit
     from training.registry import log_and_register
-    from training.settings import get_settings
 
-    settings = get_settings()
+    settings = RegistrySettings()
     out = console(quiet)
     if data is not None:
         cohort = None
@@ -111,10 +111,10 @@ def promote(
     force: Annotated[bool, typer.Option("--force", help="Promote even if the challenger is worse.")] = False,
 ) -> None:
     """Move the champion alias to the challenger when its cross-validated log loss is no worse."""
+    from features.model.registry import RegistrySettings
     from training.registry import promote as decide
-    from training.settings import get_settings
 
-    decisions = decide(get_settings(), model or None, force=force)
+    decisions = decide(RegistrySettings(), model or None, force=force)
     rows = {
         "champion": [f"{d.champion or 'none'} ({_loss(d.champion_cv_log_loss)})" for d in decisions],
         "challenger": [f"{d.challenger} ({_loss(d.challenger_cv_log_loss)})" for d in decisions],

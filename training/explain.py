@@ -1,6 +1,6 @@
 """Global SHAP summaries of a trained model: mean |SHAP| per feature and a beeswarm plot.
 
-Values are on the calibrated log-odds scale (``training.riskmodel.Explanation``). The plot is drawn by
+Values are on the calibrated log-odds scale (``features.model.riskmodel.Explanation``). The plot is drawn by
 the ``shap`` library itself (Lundberg & Lee, NeurIPS 2017) from those values.
 """
 
@@ -12,7 +12,7 @@ import shap
 from matplotlib.figure import Figure
 
 from features.encoding import FEATURE_GROUPS, FEATURE_NAMES
-from training.riskmodel import Explanation
+from features.model.riskmodel import Explanation
 
 
 def importance_table(explanation: Explanation) -> pd.DataFrame:

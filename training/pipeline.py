@@ -24,17 +24,17 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from features.encoding import FEATURE_GROUPS, FEATURE_NAMES, FeatureEncoder
 from features.errors import LenriskError
+from features.model.registry import MODEL_NAMES
+from features.model.riskmodel import RiskModel
 from features.schema import OUTCOMES
 from training import evaluation
-from training.calibration import PlattCalibrator
+from training.calibration import fit_platt
 from training.estimators import BoostedSpec, LogisticSpec
 from training.explain import beeswarm_figure, importance_table
-from training.riskmodel import RiskModel
 from training.selection import CVResult, choose, cross_validate, default_repeats
 
 MIN_EVENTS = 20
 TEST_SHARE = 0.2
-MODEL_NAMES = {outcome: f"lenalidomide-{outcome.replace('_', '-')}" for outcome in OUTCOMES}
 CANDIDATES = (LogisticSpec(), BoostedSpec())
 SHAP_SAMPLE = 2_000  # rows explained for the global summary and the beeswarm plot
 
@@ -152,7 +152,7 @@ def _train_outcome(
     chosen, reason = choose(cv)
     spec = next(s for s in CANDIDATES if s.name == chosen)
     estimator = spec.fit(X_dev, y_dev, seed=seed)
-    calibrator = PlattCalibrator.fit(cv[chosen].oof_margin, y_dev)
+    calibrator = fit_platt(cv[chosen].oof_margin, y_dev)
     info = {"chosen_because": reason, "cv_repeats": repeats, "seed": seed}
     model = RiskModel(outcome=outcome, encoder=encoder, estimator=estimator, calibrator=calibrator, info=info)
 

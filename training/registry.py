@@ -6,14 +6,18 @@ the outcome's model name. Every new version gets the alias ``challenger``; a mod
 ``champion``. :func:`promote` moves ``champion`` to the challenger when its cross-validated log loss is no
 worse (or when forced).
 
-The logged model is *models from code* (:mod:`training.pyfunc_model`) with the native ``RiskModel``
-directory as its only artifact, so nothing is pickled.
+The logged model is *models from code* (:mod:`features.model.pyfunc`) with the native ``RiskModel``
+directory as its only artifact, so nothing is pickled; its code is the runtime model and the record
+contract only (:func:`runtime_code`).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import math
+import modulefinder
+import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,32 +30,37 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.types import ColSpec, Schema
 
 from features.errors import LenriskError
+from features.model import pyfunc
+from features.model.registry import (
+    CHALLENGER,
+    CHAMPION,
+    DIGEST_TAG,
+    FAMILY_TAG,
+    MLFLOW_ENV_DEFAULTS,
+    MODEL_CARD_ARTIFACT,
+    MODEL_NAMES,
+    OUTCOME_TAG,
+    PROMOTION_METRIC,
+    REPO_ROOT,
+    RUN_TAG,
+    RegistrySettings,
+)
 from features.schema import OUTCOMES, PREDICTOR_NAMES, RECORD_COLUMNS, Kind
 from features.validate import validate_table
 from training.card import ModelCard, SyntheticSource, subgroup_markdown
 from training.cohort.generate import generate_cohort
 from training.cohort.params import parameter_sources
-from training.pipeline import MODEL_NAMES, OutcomeResult, TrainingResult
-from training.registry_names import (
-    CHALLENGER,
-    CHAMPION,
-    DIGEST_TAG,
-    FAMILY_TAG,
-    OUTCOME_TAG,
-    PROMOTION_METRIC,
-    RUN_TAG,
-)
+from training.pipeline import OutcomeResult, TrainingResult
 from training.selection import N_SPLITS
-from training.settings import TrainingSettings, configure_mlflow
 
-PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
-CODE_PATHS = [str(Path(__file__).resolve().parents[1] / package) for package in ("features", "training")]
+#: The logged model's code: this file, run by MLflow on load (models from code).
+PYFUNC_CODE = Path(pyfunc.__file__)
 #: Import names of everything the logged model runs on, pinned to their installed distributions.
-MODEL_IMPORTS = ("mlflow", "numpy", "pandas", "pyarrow", "scipy", "sklearn", "xgboost")
+MODEL_IMPORTS = ("mlflow", "numpy", "pandas", "pyarrow", "scipy", "xgboost")
 _MLFLOW_TYPES = {Kind.NUMBER: "double", Kind.INTEGER: "long", Kind.BINARY: "long"}
 
 
@@ -113,6 +122,24 @@ def input_example() -> pd.DataFrame:
     return validate_table(generate_cohort(3, seed=0)).clean[list(PREDICTOR_NAMES)].reset_index(drop=True)
 
 
+def runtime_code(directory: Path) -> Path:
+    """Copy into ``directory`` the lenrisk modules the logged model imports, and return its ``features``.
+
+    The modules are found by following the imports of :data:`PYFUNC_CODE` (``modulefinder``, no code run),
+    so the logged model carries the runtime model and the record contract it validates against, and no
+    training, evaluation or service code.
+    """
+    finder = modulefinder.ModuleFinder(path=[str(REPO_ROOT)])
+    finder.run_script(str(PYFUNC_CODE))
+    for module in finder.modules.values():
+        source = Path(module.__file__ or "")
+        if module.__name__.split(".")[0] == "features" and source.is_file():
+            target = directory / source.relative_to(REPO_ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    return directory / "features"
+
+
 @cache
 def pip_requirements() -> tuple[str, ...]:
     """``name==version`` of the installed distribution behind each of :data:`MODEL_IMPORTS` (cached)."""
@@ -121,8 +148,38 @@ def pip_requirements() -> tuple[str, ...]:
     return tuple(f"{name}=={importlib.metadata.version(name)}" for name in names)
 
 
+def configure_mlflow(settings: RegistrySettings) -> str:
+    """Point MLflow at ``settings`` for this process and return the experiment id, creating it if missing.
+
+    Sets the :data:`~features.model.registry.MLFLOW_ENV_DEFAULTS` that are not set yet, the tracking URI and
+    the active experiment; a new experiment gets :attr:`RegistrySettings.artifact_location`.
+    """
+    from mlflow.telemetry import set_telemetry_client
+
+    for name, value in MLFLOW_ENV_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    set_telemetry_client()  # re-reads MLFLOW_DISABLE_TELEMETRY (mlflow creates its client on import)
+    if settings.mlflow_tracking_uri is None:
+        settings.mlruns_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    experiment = mlflow.get_experiment_by_name(settings.experiment_name)
+    if experiment is not None:
+        experiment_id = experiment.experiment_id
+    else:
+        try:
+            experiment_id = mlflow.create_experiment(
+                settings.experiment_name, artifact_location=settings.artifact_location
+            )
+        except MlflowException as err:  # created concurrently by another process
+            if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+            experiment_id = mlflow.get_experiment_by_name(settings.experiment_name).experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
 def log_and_register(
-    result: TrainingResult, settings: TrainingSettings, *, synthetic: SyntheticSource | None = None
+    result: TrainingResult, settings: RegistrySettings, *, synthetic: SyntheticSource | None = None
 ) -> list[RegisteredVersion]:
     """Log one parent run with a nested run per outcome; register, describe, tag and alias each model.
 
@@ -182,7 +239,7 @@ def _log_outcome(
             python_model=str(PYFUNC_CODE),
             artifacts={"risk_model": str(artifact)},
             model_config={"digest": digest, "outcome": outcome.outcome},
-            code_paths=CODE_PATHS,
+            code_paths=[str(runtime_code(Path(tmp) / "code"))],
             signature=model_signature(),
             input_example=input_example(),
             pip_requirements=list(pip_requirements()),
@@ -199,7 +256,7 @@ def _log_outcome(
         digest=digest,
         lenrisk_version=_lenrisk_version(),
     )
-    mlflow.log_text(card.markdown(), "model_card.md")
+    mlflow.log_text(card.markdown(), MODEL_CARD_ARTIFACT)
     client.update_model_version(name, version, description=card.description())
     tags = {DIGEST_TAG: digest, FAMILY_TAG: outcome.chosen, OUTCOME_TAG: outcome.outcome, RUN_TAG: run_id}
     for key, value in tags.items():
@@ -264,7 +321,7 @@ def _lenrisk_version() -> str:
 
 
 def promote(
-    settings: TrainingSettings, models: Sequence[str] | None = None, *, force: bool = False
+    settings: RegistrySettings, models: Sequence[str] | None = None, *, force: bool = False
 ) -> list[Promotion]:
     """Move ``champion`` to the ``challenger`` version of each model when its CV log loss is no worse.
 

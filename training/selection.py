@@ -19,7 +19,7 @@ from scipy.special import expit
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from training.calibration import PlattCalibrator
+from training.calibration import fit_platt
 from training.estimators import BoostedSpec, LogisticSpec
 
 Spec = LogisticSpec | BoostedSpec
@@ -105,7 +105,7 @@ def _cross_fitted_probability(margin: np.ndarray, y: np.ndarray, folds: np.ndarr
     probability = np.empty(len(y))
     for k in np.unique(folds):
         test = folds == k
-        calibrator = PlattCalibrator.fit(margin[~test], y[~test])
+        calibrator = fit_platt(margin[~test], y[~test])
         probability[test] = expit(calibrator.logit(margin[test]))
     return probability
 

@@ -1,9 +1,10 @@
 """The registered MLflow model, as *models from code*: this file is logged as the model's code.
 
-MLflow copies this file and the ``features`` and ``training`` packages into the logged model and runs it on
-load, so nothing is pickled: the model's state is the native :class:`~training.riskmodel.RiskModel`
-directory (JSON + XGBoost UBJSON) logged as the ``risk_model`` artifact, verified on load against the
-SHA-256 digest carried in the model config (``model_config["digest"]``).
+MLflow copies this file and the ``features`` modules it imports (the record contract and the runtime model;
+``training.registry.runtime_code``) into the logged model and runs it on load, so nothing is pickled: the
+model's state is the native :class:`~features.model.riskmodel.RiskModel` directory (JSON + XGBoost
+UBJSON) logged as the ``risk_model`` artifact, verified on load against the SHA-256 digest carried in the
+model config (``model_config["digest"]``).
 
 ``predict`` takes contract rows (a DataFrame; ``patient_id``, ``crcl_ml_min`` and ``ecog`` may be absent)
 and returns the calibrated ``probability`` and its ``logit`` as float64 columns, one row per input row.
@@ -20,8 +21,8 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 from scipy.special import expit
 
 from features.errors import ContractError
+from features.model.riskmodel import RiskModel
 from features.validate import validate_table
-from training.riskmodel import RiskModel
 
 #: Optional inputs filled in when absent: unknown renal function and ECOG; a placeholder patient id.
 _OPTIONAL = ("crcl_ml_min", "ecog")

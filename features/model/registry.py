@@ -1,7 +1,8 @@
-"""Where training runs and registered models go: MLflow tracking settings from the environment.
+"""Where registered models live and what they are called: the MLflow store, names, aliases and tags.
 
-Nothing happens at import time. :func:`get_settings` reads the environment when called and
-:func:`configure_mlflow` applies the settings for one ``lenrisk train``/``promote`` call.
+Training writes registered versions and the service, batch scoring and ``lenrisk promote`` read them, so
+all take these from here. Nothing happens at import time: :class:`RegistrySettings` reads the environment
+when it is created.
 
 - ``MLFLOW_TRACKING_URI`` (optional): any MLflow tracking URI, e.g. ``postgresql://user@host:5432/db``
   (read as ``postgresql+psycopg2://``) or ``http://mlflow:5000``. Unset: an embedded SQLite store,
@@ -13,15 +14,30 @@ Nothing happens at import time. :func:`get_settings` reads the environment when 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The repository root: the parent of the ``training`` package directory.
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from features.schema import OUTCOMES
+
+#: The repository root: the parent of the ``features`` package directory.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Registered model name per outcome.
+MODEL_NAMES = {outcome: f"lenalidomide-{outcome.replace('_', '-')}" for outcome in OUTCOMES}
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+#: Model version tags set at registration.
+DIGEST_TAG = "artifact_sha256"
+FAMILY_TAG = "family"
+OUTCOME_TAG = "outcome"
+RUN_TAG = "training_run_id"
+#: The metric ``lenrisk promote`` compares: the chosen candidate's mean cross-validated log loss.
+PROMOTION_METRIC = "cv_log_loss"
+#: The full model card, logged in each outcome's training run (the version description summarises it).
+MODEL_CARD_ARTIFACT = "model_card.md"
 
 #: Applied with ``os.environ.setdefault``: an explicit setting always wins. An unreachable registry otherwise
 #: blocks for minutes (7 retries, 120 s timeout by default), and MLflow's telemetry is on by default.
@@ -41,8 +57,8 @@ def psycopg2_url(url: str) -> str:
     return url
 
 
-class TrainingSettings(BaseSettings):
-    """Tracking store, artifact root and experiment of training runs."""
+class RegistrySettings(BaseSettings):
+    """Tracking store, artifact root and experiment of training runs and registered models."""
 
     model_config = SettingsConfigDict(env_prefix="LENRISK_", extra="ignore", populate_by_name=True)
 
@@ -68,41 +84,3 @@ class TrainingSettings(BaseSettings):
         if urlparse(self.tracking_uri).scheme in _SERVER_SCHEMES:
             return None
         return (self.mlruns_dir.resolve() / "artifacts").as_uri()
-
-
-def get_settings() -> TrainingSettings:
-    """Settings read from the environment now (not cached, so a changed environment is seen)."""
-    return TrainingSettings()
-
-
-def configure_mlflow(settings: TrainingSettings) -> str:
-    """Point MLflow at ``settings`` for this process and return the experiment id, creating it if missing.
-
-    Sets the :data:`MLFLOW_ENV_DEFAULTS` that are not set yet, the tracking URI and the active experiment;
-    a new experiment gets :attr:`TrainingSettings.artifact_location`.
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
-    from mlflow.telemetry import set_telemetry_client
-
-    for name, value in MLFLOW_ENV_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-    set_telemetry_client()  # re-reads MLFLOW_DISABLE_TELEMETRY (mlflow creates its client on import)
-    if settings.mlflow_tracking_uri is None:
-        settings.mlruns_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    experiment = mlflow.get_experiment_by_name(settings.experiment_name)
-    if experiment is not None:
-        experiment_id = experiment.experiment_id
-    else:
-        try:
-            experiment_id = mlflow.create_experiment(
-                settings.experiment_name, artifact_location=settings.artifact_location
-            )
-        except MlflowException as err:  # created concurrently by another process
-            if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
-                raise
-            experiment_id = mlflow.get_experiment_by_name(settings.experiment_name).experiment_id
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return experiment_id

@@ -1,7 +1,7 @@
 """A trained risk model: encoding -> estimator margin -> Platt calibration -> SHAP, and its native artifact.
 
-This is the one scoring kernel. Training evaluates with it, the MLflow pyfunc wraps it, and the service's
-predictor, batch scoring and Spark call it, so a record gets the same probability and explanation
+This is the one scoring kernel. Training builds and evaluates it, the MLflow pyfunc wraps it, and the
+service's predictor, batch scoring and Spark call it, so a record gets the same probability and explanation
 everywhere.
 
 Artifact layout (a directory; no pickles)::
@@ -26,8 +26,9 @@ import numpy as np
 from scipy.special import expit
 
 from features.encoding import FEATURE_NAMES, FeatureEncoder
-from training.calibration import PlattCalibrator
-from training.estimators import ArtifactError, BoostedModel, LogisticModel, load_estimator
+from features.errors import ArtifactError
+from features.model.calibration import PlattCalibrator
+from features.model.estimators import BoostedModel, LogisticModel, load_estimator
 
 FORMAT = "lenrisk.risk-model"
 VERSION = 1
