@@ -23,3 +23,7 @@ class AuditUnavailableError(LenriskError):
 
 class ModelLoadError(LenriskError):
     """A model version could not be resolved, downloaded, verified or warmed."""
+
+
+class UnsafeBindError(LenriskError):
+    """Listening beyond loopback without API keys."""

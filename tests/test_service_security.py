@@ -21,7 +21,7 @@ from features.record import PatientRecord
 from features.schema import COMORBIDITY_COLUMNS
 from service.audit import AUDIT_TABLE, AuditLog, canonical_hmac
 from service.cli import app as cli
-from service.commands import _is_loopback
+from service.cli.serve import _is_loopback
 from service.security import digest
 from service.settings import ServiceSettings
 

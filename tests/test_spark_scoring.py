@@ -133,7 +133,7 @@ def test_a_whole_file_problem_on_an_executor_stops_the_run_before_any_output(
 
 def test_cli_runs_the_spark_engine_in_the_active_session(spark, registry, bad_csv, tmp_path, monkeypatch):
     from service import cli
-    from service.scoring_cli import score
+    from service.cli.score import score
 
     if "score" not in {command.name for command in cli.app.registered_commands}:
         monkeypatch.setattr(cli.app, "registered_commands", [*cli.app.registered_commands])

@@ -16,8 +16,8 @@ from rich.table import Table
 
 from features.schema import SETTINGS
 from features.tableio import FORMATS, write_table
+from service.cli.console import Quiet, console, progress
 from training.cohort.generate import UnknownSettingError, generate_cohort, resolve_settings
-from training.console import Quiet, console, progress
 
 if TYPE_CHECKING:  # statsmodels (behind reproduce_published) is imported only by --validate
     from training.cohort.published import Comparison

@@ -7,14 +7,10 @@ from typing import Annotated
 
 import typer
 
-from features.errors import LenriskError
+from service.cli.console import Quiet, console
+from service.errors import UnsafeBindError
 from service.security import new_key
 from service.settings import get_settings
-from training.console import Quiet, console
-
-
-class UnsafeBindError(LenriskError):
-    """Listening beyond loopback without API keys."""
 
 
 def _is_loopback(host: str) -> bool:

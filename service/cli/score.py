@@ -1,23 +1,19 @@
 """``lenrisk score``: score a CSV or Parquet file with the registered models.
 
-A thin command over :mod:`service.batch` (the local, streaming engine) and :mod:`service.spark_scoring`.
-Domain errors propagate to the root app (``service.cli``), which prints them and exits with code 2.
+A thin command over :mod:`service.batch` (the local, streaming engine and the Spark engine). Domain errors
+propagate to the root app (``service.cli``), which prints them and exits with code 2.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
-from rich.text import Text
 
 from service.batch import Explain
-from training.console import Quiet, console
+from service.cli.console import Quiet, console, row_progress
 
 
 class Engine(StrEnum):
@@ -71,7 +67,7 @@ def score(
     out.print(
         f"Scoring {paths.input.name} with {models} (@{settings.model_alias}; explain {explain}, {engine})"
     )
-    with _progress(quiet, source.rows) as advance:
+    with row_progress(quiet, source.rows) as advance:
         if engine is Engine.SPARK:
             from service.spark_scoring import score_file_spark, spark_session
 
@@ -85,24 +81,3 @@ def score(
         f"({counts['reject_lines']} reject lines); manifest {paths.manifest}"
     )
     out.print(f"output: {paths.output}\nrejects: {paths.rejects}")
-
-
-class _RowsPerSecond(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} rows/s" if speed else "", style="progress.data.speed")
-
-
-@contextmanager
-def _progress(quiet: bool, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar with rows and rows/s (disabled when ``quiet``); yields ``advance(rows)``."""
-    with Progress(
-        TextColumn("scoring"),
-        BarColumn(),
-        TextColumn("{task.completed:,} rows"),
-        _RowsPerSecond(),
-        TimeElapsedColumn(),
-        disable=quiet,
-    ) as bar:
-        task = bar.add_task("scoring", total=total)
-        yield lambda rows: bar.advance(task, rows)

@@ -22,7 +22,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from training.console import Quiet, console, progress
+from service.cli.console import Quiet, console, progress
 
 DEFAULT_SEED = 2026
 

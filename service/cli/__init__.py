@@ -1,7 +1,8 @@
-"""The ``lenrisk`` command line: one Typer app, one sub-command module per area.
+"""The ``lenrisk`` command line: one Typer app, one module per command group, over library functions.
 
 Domain errors (:class:`features.errors.LenriskError`) are mapped here, once, to a message on stderr and
-exit code 2; anything else is a bug and keeps its traceback.
+exit code 2; anything else is a bug and keeps its traceback. Only this package imports Typer and rich;
+heavy libraries (MLflow, XGBoost, Spark) are imported inside the commands that need them.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import typer
 from typer.core import TyperGroup
 
 from features.errors import ContractError, LenriskError
-from service.commands import apikey, serve
-from service.scoring_cli import score
-from training.cli import promote, train
-from training.cohort.cli import cohort
+from service.cli.cohort import cohort
+from service.cli.score import score
+from service.cli.serve import apikey, serve
+from service.cli.train import promote, train
 
 
 class _Group(TyperGroup):
