@@ -7,8 +7,9 @@
 2. Peak RSS of a process scoring ``--big-rows`` lines (``--explain none``, boosted champion), generated in
    1 M-line chunks: ``resource.getrusage(RUSAGE_CHILDREN)`` in a small launcher process.
 3. Generates a ``--rows`` synthetic cohort as Parquet. Per family: end-to-end rows/s of
-   ``service.batch.score_file`` (read, validate, score, write, reconcile, publish) with ``--explain none``
-   and ``--explain all``; the naive explanation baseline on the same encoded rows, compute only
+   ``service.batch.local.score_file`` (read, validate, score, write, reconcile, publish) with
+   ``--explain none`` and ``--explain all``; the naive explanation baseline on the same encoded rows, compute
+   only
    (``shap.TreeExplainer`` over the same booster, or ``(x - mean) / scale * coef`` for the linear model); the
    Spark engine (local mode, every core, session start excluded); a sequential stage profile.
 
@@ -35,15 +36,10 @@ from features.encoding import FeatureEncoder  # noqa: E402
 from features.model.riskmodel import RiskModel  # noqa: E402
 from features.schema import OUTCOMES  # noqa: E402
 from features.validate import validate_table  # noqa: E402
-from service.batch import (  # noqa: E402
-    BATCH_ROWS,
-    Explain,
-    output_schema,
-    prepare_run,
-    score_columns,
-    score_file,
-    sha256_file,
-)
+from service.batch.local import prepare_run, score_file  # noqa: E402
+from service.batch.publish import sha256_file  # noqa: E402
+from service.batch.read import BATCH_ROWS  # noqa: E402
+from service.batch.score import Explain, output_schema, score_columns  # noqa: E402
 from service.predictor import LoadedModel, Predictor, RiskBands  # noqa: E402
 from training.cohort.generate import generate_cohort  # noqa: E402
 
@@ -124,7 +120,7 @@ def naive_rows_per_second(predictor: Predictor, source: Path) -> tuple[str, floa
 def spark_rows_per_second(predictors: dict[str, Predictor], source: Path, folder: Path) -> dict[str, float]:
     """Spark engine rows/s per family with ``--explain none``, after a warm-up run on the first 20,000 rows
     (Python workers started, models loaded); the session's start is not counted."""
-    from service.spark_scoring import score_file_spark, spark_session
+    from service.batch.spark import score_file_spark, spark_session
 
     warm_up = folder / "warm-up.parquet"
     pq.write_table(pq.ParquetFile(source).read_row_group(0).slice(0, 20_000), warm_up)

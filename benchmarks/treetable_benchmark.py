@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/treetable_benchmark.py [--rows 1000000] [--repeats 3]
 
 Fits one boosted model (``BoostedSpec``, discontinuation) on 10,000 synthetic lines, encodes ``--rows`` fresh
-synthetic lines, and times on them, in one call and in ``service.batch.BATCH_ROWS`` calls as batch scoring
-makes them: ``TreeTables.contributions`` (distinct bin keys when they pay) against the column-wise kernel on
-every row, ``TreeTables.margin``, XGBoost's ``inplace_predict`` and ``shap.TreeExplainer`` (on 20,000 rows).
+synthetic lines, and times on them, in one call and in ``service.batch.read.BATCH_ROWS`` calls as batch
+scoring makes them: ``TreeTables.contributions`` (distinct bin keys when they pay) against the column-wise
+kernel on every row, ``TreeTables.margin``, XGBoost's ``inplace_predict`` and ``shap.TreeExplainer`` (on
+20,000 rows).
 Checks that both paths give the same bits. Best of ``--repeats``, interleaved; this machine is shared, so
 compare within one run.
 """
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from features.encoding import FeatureEncoder
 from features.model.treetable import _DEDUP_MAX_SHARE
 from features.validate import validate_table
-from service.batch import BATCH_ROWS
+from service.batch.read import BATCH_ROWS
 from training.cohort.generate import generate_cohort
 from training.estimators import BoostedSpec
 

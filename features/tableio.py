@@ -1,4 +1,4 @@
-"""Read and write record tables as CSV or Parquet, chosen by the file extension.
+"""Read and write record tables as CSV or Parquet, chosen by the file extension; write any file atomically.
 
 CSV cells are read as raw strings (empty cells stay ""), leaving typing to
 :func:`features.validate.validate_table`. Anything that keeps a file from being read as a table raises
@@ -12,7 +12,10 @@ import os
 import uuid
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -27,7 +30,7 @@ _ENCODING = "utf-8-sig"  # tolerates a byte-order mark
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a ``.csv`` (every cell a string, "" when empty) or ``.parquet`` (typed) file into a DataFrame."""
     path = Path(path)
-    suffix = _suffix(path)
+    suffix = table_format(path)
     try:
         if suffix == ".csv":
             with path.open(newline="", encoding=_ENCODING) as f:
@@ -53,32 +56,68 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write ``df`` (without its index) as CSV or Parquet, atomically: readers see the old or the new file."""
     path = Path(path)
-    suffix = _suffix(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # same folder, so os.replace is atomic
-    try:
-        with tmp.open("xb") as f:
-            if suffix == ".csv":
-                df.to_csv(f, index=False, encoding="utf-8")
-            else:
-                df.to_parquet(f, index=False, engine="pyarrow")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    suffix = table_format(path)
+    with atomic_write(path) as f:
+        if suffix == ".csv":
+            df.to_csv(f, index=False, encoding="utf-8")
+        else:
+            df.to_parquet(f, index=False, engine="pyarrow")
 
 
-def _suffix(path: Path) -> str:
+def table_format(path: Path) -> str:
+    """``.csv`` or ``.parquet`` from the file extension; :class:`FileFormatError` otherwise."""
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise FileFormatError(f"{path.name}: unsupported file type; expected one of {', '.join(FORMATS)}")
     return suffix
+
+
+class StagedFile:
+    """A file written under a hidden temporary name beside ``path`` (same folder, so the rename is atomic),
+    renamed into place by :meth:`publish` or removed by :meth:`discard`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+    def publish(self, *, durable: bool = True) -> None:
+        """Rename the temporary file over ``path``; when ``durable``, its bytes and the rename reach disk."""
+        if durable:
+            with self.tmp.open("rb") as f:
+                os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+        if durable:
+            sync_folder(self.path.parent)
+
+    def discard(self) -> None:
+        """Remove the temporary file, if any."""
+        self.tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "xb", *, durable: bool = True) -> Iterator[IO[Any]]:
+    """A new file to write ``path`` through: published when the block ends, removed if it raises.
+
+    Readers see the old file or the new one, never a part; ``durable`` adds the fsyncs that keep it so across
+    a crash (scratch files skip them). Text modes write UTF-8.
+    """
+    staged = StagedFile(path)
+    try:
+        with staged.tmp.open(mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+        staged.publish(durable=durable)
+    except BaseException:
+        staged.discard()
+        raise
+
+
+def sync_folder(folder: Path) -> None:
+    """Make the renames in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _check_unique(names: list[str], path: Path) -> None:

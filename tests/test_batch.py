@@ -25,8 +25,11 @@ from features.model.riskmodel import RiskModel
 from features.schema import OUTCOMES, PREDICTOR_NAMES
 from features.tableio import read_table
 from features.validate import validate_table
-from service import batch
-from service.batch import Explain, ReconciliationError, prepare_run, score_file, sha256_file
+from service.batch import local
+from service.batch.local import prepare_run, score_file
+from service.batch.publish import ReconciliationError, RunSummary, sha256_file
+from service.batch.read import BATCH_ROWS
+from service.batch.score import Explain, Scored
 from service.predictor import FIELDS, LoadedModel, Predictor
 from training.calibration import fit_platt
 from training.cohort.generate import generate_cohort
@@ -56,7 +59,7 @@ def read_csv(path: Path) -> pd.DataFrame:
     return pv.read_csv(path).to_pandas()
 
 
-def run(predictor, source: Path, output: Path, *, batch_rows=batch.BATCH_ROWS, **options) -> batch.RunSummary:
+def run(predictor, source: Path, output: Path, *, batch_rows=BATCH_ROWS, **options) -> RunSummary:
     paths, table = prepare_run(source, output, batch_rows=batch_rows)
     return score_file(predictor, paths, table, **options)
 
@@ -235,7 +238,7 @@ def test_rerun_gives_identical_content_and_batch_size_does_not_matter(
     bad.to_csv(tmp_path / "lines.csv", index=False)
     outputs = [tmp_path / f"a{suffix}", tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"]
     hashes = []
-    for output, rows in zip(outputs, [batch.BATCH_ROWS, batch.BATCH_ROWS, 7], strict=True):
+    for output, rows in zip(outputs, [BATCH_ROWS, BATCH_ROWS, 7], strict=True):
         run(predictor, tmp_path / "lines.csv", output, explain=Explain.TOP3, batch_rows=rows)
         table = pq.read_table(output) if suffix == ".parquet" else pv.read_csv(output)
         rejects = output.with_name(f"{output.stem}.rejects.csv")
@@ -274,13 +277,13 @@ def test_a_failing_run_leaves_the_previous_files_untouched(predictor, cohort, tm
 
 def test_counts_that_do_not_reconcile_publish_nothing(predictor, cohort, tmp_path, monkeypatch):
     cohort.to_csv(tmp_path / "lines.csv", index=False)
-    original = batch.score_chunk
+    original = local.score_chunk
 
     def losing_a_row(*args):
         scored = original(*args)
-        return batch.Scored(scored.output.slice(1), scored.rejects, scored.rows, scored.rejected)
+        return Scored(scored.output.slice(1), scored.rejects, scored.rows, scored.rejected)
 
-    monkeypatch.setattr(batch, "score_chunk", losing_a_row)
+    monkeypatch.setattr(local, "score_chunk", losing_a_row)
     with pytest.raises(ReconciliationError, match="read 120, scored 119, rejected 0"):
         run(predictor, tmp_path / "lines.csv", tmp_path / "scored.csv")
     assert [p.name for p in tmp_path.iterdir()] == ["lines.csv"]
@@ -292,7 +295,7 @@ def test_a_killed_run_leaves_no_output_under_the_final_names(registry, tmp_path)
         """
         import sys, time
         from pathlib import Path
-        from service.batch import prepare_run, score_file
+        from service.batch.local import prepare_run, score_file
         from service.model_store import load_predictor
         from service.settings import get_settings
 

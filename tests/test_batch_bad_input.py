@@ -13,7 +13,7 @@ import pytest
 
 from features.errors import FileFormatError
 from features.schema import PREDICTOR_NAMES, RECORD_NAMES
-from service.batch import prepare_run, score_file
+from service.batch.local import prepare_run, score_file
 from training.cohort.generate import generate_cohort
 
 N = 40

@@ -19,8 +19,10 @@ from typer.testing import CliRunner
 
 from features.errors import FileFormatError
 from features.schema import RECORD_NAMES
-from service.batch import Explain, prepare_run, score_file, sha256_file
-from service.spark_scoring import score_file_spark
+from service.batch.local import prepare_run, score_file
+from service.batch.publish import sha256_file
+from service.batch.score import Explain
+from service.batch.spark import score_file_spark
 from training.cohort.generate import generate_cohort
 
 N = 300

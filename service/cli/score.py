@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from service.batch import Explain
+from service.batch.score import Explain
 from service.cli.console import Quiet, console, row_progress
 
 
@@ -51,7 +51,7 @@ def score(
     quiet: Quiet = False,
 ) -> None:
     """Score every row of a file: valid rows to the output, the others to the rejects, then a manifest."""
-    from service.batch import prepare_run, score_file
+    from service.batch.local import prepare_run, score_file
     from service.model_store import load_predictor
     from service.settings import get_settings
 
@@ -69,7 +69,7 @@ def score(
     )
     with row_progress(quiet, source.rows) as advance:
         if engine is Engine.SPARK:
-            from service.spark_scoring import score_file_spark, spark_session
+            from service.batch.spark import score_file_spark, spark_session
 
             with spark_session() as spark:
                 summary = score_file_spark(spark, predictor, paths, source, explain=explain, progress=advance)

@@ -1,15 +1,16 @@
-"""The Spark engine of ``lenrisk score``: the local engine's per-batch scoring, run on Spark executors.
+"""The Spark engine of ``lenrisk score``: the local engine's per-chunk scoring, run on Spark executors.
 
 The driver checks the input's header and loads and verifies the models exactly as the local engine does
-(:func:`service.batch.prepare_run`, :func:`service.model_store.load_predictor`), then ships the verified
-model artifacts to the executors with ``SparkContext.addFile``. Each executor Python process loads them once
-(a module-level cache keyed by the artifacts' SHA-256 digests, verified again on load) and scores its rows
-with :func:`service.batch.score_chunk`, the function the local engine calls, inside ``mapInArrow``
-(``mapInPandas`` without the pandas round trip, so input columns reach the output with their Arrow types).
-Executors write each scored batch as Arrow IPC files into a hidden staging folder beside the output and
-return one small row per batch; the driver reads the parts back in file order, one at a time, and writes,
-reconciles and publishes the run with :func:`service.batch.write_run`: the same files, row numbers,
-guarantees and manifest as the local engine. The staging folder is removed at the end.
+(:func:`service.batch.local.prepare_run`, :func:`service.model_store.load_predictor`), then ships the
+verified model artifacts to the executors with ``SparkContext.addFile``. Each executor Python process loads
+them once (a module-level cache keyed by the artifacts' SHA-256 digests, verified again on load) and scores
+its rows with :func:`service.batch.score.score_chunk`, the function the local engine calls, inside
+``mapInArrow`` (``mapInPandas`` without the pandas round trip, so input columns reach the output with their
+Arrow types). CSV lines are parsed by :func:`service.batch.read.read_csv_lines`, as the local engine parses
+the file. Executors write each scored chunk as Arrow IPC files into a hidden staging folder beside the
+output and return one small row per chunk; the driver reads the parts back in file order, one at a time,
+and writes, reconciles and publishes the run with :func:`service.batch.publish.write_run`: the same files,
+row numbers, guarantees and manifest as the local engine. The staging folder is removed at the end.
 
 Row numbers: CSV is read with Spark's text source, one line per row, numbered within each file block; the
 driver adds the count of lines in the blocks before it. Parquet rows carry their position in the file
@@ -21,7 +22,6 @@ cluster).
 from __future__ import annotations
 
 import atexit
-import io
 import os
 import shutil
 import sys
@@ -36,27 +36,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pv
 
 from features.errors import FileFormatError, LenriskError
 from features.model.riskmodel import RiskModel
-from service.batch import (
-    BATCH_ROWS,
-    Chunk,
-    Explain,
-    InputTable,
-    RowNumbering,
-    RunPaths,
-    RunSummary,
-    Scored,
-    arrow_errors,
-    csv_options,
-    empty_batch,
-    one_thread_per_kernel,
-    output_schema,
-    score_chunk,
-    write_run,
-)
+from features.tableio import atomic_write
+from service.batch.parallel import one_thread_per_kernel
+from service.batch.publish import RunPaths, RunSummary, write_run
+from service.batch.read import BATCH_ROWS, Chunk, InputTable, read_csv_lines
+from service.batch.score import Explain, Scored, output_schema, score_chunk
 from service.errors import ModelLoadError
 from service.predictor import LoadedModel, Predictor, RiskBands
 
@@ -106,7 +93,7 @@ def score_file_spark(
     explain: Explain = Explain.NONE,
     progress: Callable[[int], None] | None = None,
 ) -> RunSummary:
-    """Score ``source`` on Spark and publish the run as :func:`service.batch.score_file` does."""
+    """Score ``source`` on Spark and publish the run as :func:`service.batch.local.score_file` does."""
     staging = paths.output.with_name(f".{paths.output.name}.{uuid.uuid4().hex}.parts")
     staging.mkdir()
     try:
@@ -220,7 +207,6 @@ class _ExecutorScoring:
     def _csv_chunks(self, batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[int, int, int, Chunk]]:
         """Parse batches of lines as the local engine parses the file; rows numbered within the block."""
         block, local = -1, 0  # local: index of the batch's first line within its block of the file
-        names = self.schema.names
         for batch in batches:
             bounds = pc.min_max(batch.column("block"))
             if bounds["min"] != bounds["max"]:
@@ -229,16 +215,10 @@ class _ExecutorScoring:
                 block, local = bounds["min"].as_py(), 0
             lines = batch.column("line").to_pylist()
             header = 1 if block == 0 and local == 0 else 0  # the file's first line
-            numbering = RowNumbering(names, first=local + header)
-            data = b"".join(line + b"\n" for line in lines[header:])
-            table = self.schema.empty_table()
-            if data:
-                with arrow_errors(Path(self.file_name), "CSV"):
-                    options = csv_options(names, numbering, skip_rows=0, block_size=max(len(data), 1 << 14))
-                    table = pv.read_csv(io.BytesIO(data), **options)
-            numbers, unsplit = numbering.take(table.num_rows)
-            parsed = table.combine_chunks().to_batches()[0] if table.num_rows else empty_batch(self.schema)
-            yield block, local, len(lines), Chunk(parsed, numbers, [*unsplit, *numbering.rest()])
+            chunk = read_csv_lines(
+                lines[header:], self.schema, first=local + header, file_name=self.file_name
+            )
+            yield block, local, len(lines), chunk
             local += len(lines)
 
     def _parquet_chunks(self, batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[int, int, int, Chunk]]:
@@ -281,11 +261,10 @@ def _executor_predictor(models: tuple[_ShippedModel, ...], bands: dict[str, Risk
 
 
 def _write_ipc(path: Path, batch: pa.RecordBatch) -> None:
-    """Write one batch as an Arrow IPC file, atomically (a retried task rewrites the same name)."""
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+    """Write one batch as an Arrow IPC file, atomically (a retried task rewrites the same name); a scratch
+    file, so without fsyncs."""
+    with atomic_write(path, durable=False) as sink, pa.ipc.new_file(sink, batch.schema) as writer:
         writer.write_batch(batch)
-    os.replace(tmp, path)
 
 
 def _read_ipc(path: Path) -> pa.RecordBatch:
