@@ -1,4 +1,4 @@
-"""Service domain errors; ``service.app`` maps each to one HTTP status, once."""
+"""Service domain errors; ``service.api.errors`` gives each its HTTP status, once."""
 
 from __future__ import annotations
 

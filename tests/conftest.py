@@ -90,7 +90,7 @@ def start_api():
     """
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
+    from service.api.app import create_app
 
     with contextlib.ExitStack() as stack:
 

@@ -31,7 +31,7 @@ import pytest
 import uvicorn
 
 from features.schema import COMORBIDITY_COLUMNS, RECORD_COLUMNS, REGIMEN_LABELS
-from service.app import create_app
+from service.api.app import create_app
 from service.security import digest
 from service.settings import ServiceSettings
 from service.ui.routes import ASSETS, label

@@ -41,7 +41,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from service.app import create_app
+from service.api.app import create_app
 from service.security import digest
 from service.settings import ServiceSettings
 

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from features.record import PatientRecord
 from features.schema import COMORBIDITIES, COMORBIDITY_COLUMNS, PREDICTORS, Kind
 from features.validate import validate_table
-from service.app import create_app
+from service.api.app import create_app
 from service.errors import ModelLoadError
 from service.model_store import KEY_METRICS, load_predictor
 from service.predictor import FIELDS

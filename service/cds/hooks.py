@@ -75,6 +75,28 @@ class PrefetchUnavailableError(LenriskError):
     """Required FHIR data neither prefetched nor obtainable from the FHIR server: HTTP 412."""
 
 
+class UnknownServiceError(LenriskError):
+    """A call to a CDS service this server does not offer: HTTP 404."""
+
+
+class WrongHookError(LenriskError):
+    """A call to a CDS service with another hook than the one it answers: HTTP 400."""
+
+
+def check_service(service_id: str) -> str:
+    """The hook of ``service_id``; :class:`UnknownServiceError` if there is no such service."""
+    if service_id not in SERVICE_HOOKS:
+        raise UnknownServiceError(f"no CDS service {service_id!r}")
+    return SERVICE_HOOKS[service_id]
+
+
+def check_hook(service_id: str, hook: str) -> None:
+    """Refuse a call whose hook is not the one ``service_id`` answers."""
+    expected = check_service(service_id)
+    if hook != expected:
+        raise WrongHookError(f"service {service_id} answers the {expected} hook, not {hook!r}")
+
+
 def discovery() -> dict[str, Any]:
     """The discovery document: one service per hook, same prefetch."""
     description = (
@@ -222,7 +244,7 @@ async def _fetch(call: CdsRequest, patient_id: str, keys: list[str], settings: C
     return dict(zip(keys, values, strict=True))
 
 
-def _context_str(context: dict[str, Any], key: str) -> str:
+def context_str(context: dict[str, Any], key: str) -> str:
     value = context.get(key)
     if not isinstance(value, str) or not value or len(value) > 64:
         raise FhirInputError(f"context.{key} is required (a FHIR id)")
@@ -260,7 +282,7 @@ def respond(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[Any]]:
     """(CDS response, contract rows scored, predictions) for one call; raises FhirInputError."""
     context = call.context
-    patient_id = _context_str(context, "patientId")
+    patient_id = context_str(context, "patientId")
     draft = context.get("draftOrders")
     if draft is None:
         raise FhirInputError("context.draftOrders is required (a Bundle of the orders being placed)")

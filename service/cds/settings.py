@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.requests import Request
 
 #: Asymmetric JWS algorithms accepted (CDS Hooks 2.0 forbids ``none`` and every HMAC algorithm).
 ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
@@ -60,6 +61,10 @@ class CdsSettings(BaseSettings):
     fhir_read_timeout: float = Field(default=2.0, gt=0)
     fhir_max_bytes: int = Field(default=2_000_000, ge=1024)
     model_card_path: str = "/v1/models"
+
+    def base_url(self, request: Request) -> str:
+        """This service's base URL as the EHR calls it: :attr:`public_base_url`, else the request's own."""
+        return (self.public_base_url or f"{request.url.scheme}://{request.url.netloc}").rstrip("/")
 
     @model_validator(mode="after")
     def _asymmetric_only(self) -> CdsSettings:

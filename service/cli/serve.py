@@ -42,7 +42,7 @@ def serve(
         f"{settings.discontinuation_model} and {settings.dose_reduction_model} @{settings.model_alias})"
     )
     uvicorn.run(
-        "service.app:create_app",
+        "service.api.app:create_app",
         factory=True,
         host=host,
         port=port,

@@ -13,11 +13,11 @@ import time
 import uuid
 from typing import Any
 
+from service.api.errors import RETRY_AFTER
 from service.errors import AuditUnavailableError
 
 log = logging.getLogger("lenrisk.service")
 AUDITED_PREFIXES = ("/v1/predict", "/cds-services/")
-RETRY_AFTER = "5"
 
 
 class RequestGuard:

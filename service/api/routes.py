@@ -3,17 +3,14 @@
 No `from __future__ import annotations` here: FastAPI must see the batch request model built at runtime.
 """
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Request, Response
 
 from features.record import PatientRecord
-from service.audit import canonical_hmac
-from service.errors import NotReadyError
-from service.lifecycle import reload_models
-from service.predictor import Prediction, Predictor
-from service.schemas import (
+from service.api.deps import ClientDep, PredictorDep
+from service.api.lifecycle import reload_models
+from service.api.schemas import (
     BatchResponse,
     ErrorResponse,
     ModelsResponse,
@@ -23,10 +20,11 @@ from service.schemas import (
     model_out,
     prediction_out,
 )
-from service.security import Client
+from service.audit import canonical_hmac
+from service.errors import NotReadyError
+from service.predictor import Prediction, Predictor
 from service.settings import ServiceSettings
 
-_bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "body is not decodable as JSON"},
     401: {"model": ErrorResponse, "description": "missing or invalid API key"},
@@ -34,30 +32,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "contract violation: field path and rule"},
     503: {"model": ErrorResponse, "description": "models not loaded yet, or audit store down"},
 }
-
-
-def authenticated(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Client:
-    """The calling client (401 without a valid key when keys are configured)."""
-    header = f"Bearer {credentials.credentials}" if credentials else None
-    client = request.app.state.auth.authenticate(header)
-    request.state.client = client
-    return client
-
-
-ClientDep = Annotated[Client, Depends(authenticated)]
-
-
-def serving(request: Request) -> Predictor:
-    """The predictor serving now, captured once per request (503 until the models are loaded)."""
-    predictor = request.app.state.predictor
-    if predictor is None:
-        raise NotReadyError("models are not loaded yet")
-    return predictor
-
-
-PredictorDep = Annotated[Predictor, Depends(serving)]
 
 
 def _predict(request: Request, predictor: Predictor, records: list[PatientRecord]) -> list[dict[str, Any]]:
