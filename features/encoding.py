@@ -6,10 +6,9 @@ model, so training and serving cannot disagree.
 
 Derived features
 ----------------
-- ``n_agents`` and partner classes from the regimen code (contract notes: R lenalidomide, d low-dose
-  dexamethasone, C cyclophosphamide, V bortezomib, K carfilzomib, D daratumumab, I ixazomib,
-  E elotuzumab, MP melphalan–prednisone), e.g. ``RCd`` = 3 agents with an alkylator. The key study
-  (seed 000) found triple combinations raise the odds of stopping for toxicity (OR 4.84).
+- ``n_agents`` and partner classes from the regimen code (``features.schema.REGIMEN_AGENTS``), e.g.
+  ``RCd`` = 3 agents with an alkylator. The key study (seed 000) found triple combinations raise the odds
+  of stopping for toxicity (OR 4.84).
 - ``renal_category``: 0 = CrCl >= 60, 1 = 30–59, 2 = < 30, 3 = on dialysis (KDIGO-style bands; the
   starting-dose rule of seed 002 changes at 50 and at < 30 with dialysis, so the continuous value is kept
   too). Unknown CrCl is imputed with the training median and flagged in ``crcl_unknown``.
@@ -28,28 +27,30 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.errors import ContractError, LenriskError
-from features.schema import COMORBIDITY_COLUMNS, REGIMENS, SETTINGS, SEXES
+from features.schema import (
+    AGENT_CLASSES,
+    COMORBIDITY_COLUMNS,
+    PARTNER_CLASSES,
+    REGIMEN_AGENTS,
+    REGIMENS,
+    SETTINGS,
+    SEXES,
+)
 
-#: Agents and partner classes of each contract regimen code.
+#: Number of agents and partner classes of each contract regimen code (``features.schema.REGIMEN_AGENTS``).
 REGIMEN_COMPONENTS: dict[str, dict[str, int]] = {
-    "R": {"n_agents": 1, "alkylator": 0, "proteasome_inhibitor": 0, "antibody": 0},
-    "Rd": {"n_agents": 2, "alkylator": 0, "proteasome_inhibitor": 0, "antibody": 0},
-    "RCd": {"n_agents": 3, "alkylator": 1, "proteasome_inhibitor": 0, "antibody": 0},
-    "RVd": {"n_agents": 3, "alkylator": 0, "proteasome_inhibitor": 1, "antibody": 0},
-    "KRd": {"n_agents": 3, "alkylator": 0, "proteasome_inhibitor": 1, "antibody": 0},
-    "DRd": {"n_agents": 3, "alkylator": 0, "proteasome_inhibitor": 0, "antibody": 1},
-    "IRd": {"n_agents": 3, "alkylator": 0, "proteasome_inhibitor": 1, "antibody": 0},
-    "ERd": {"n_agents": 3, "alkylator": 0, "proteasome_inhibitor": 0, "antibody": 1},
-    "MPR": {"n_agents": 3, "alkylator": 1, "proteasome_inhibitor": 0, "antibody": 0},
+    regimen: {
+        "n_agents": len(agents),
+        **{c: int(any(AGENT_CLASSES[a] == c for a in agents)) for c in PARTNER_CLASSES},
+    }
+    for regimen, agents in REGIMEN_AGENTS.items()
 }
-PARTNERS = ("alkylator", "proteasome_inhibitor", "antibody")
-
 #: Encoded feature names, in column order, each with the contract field (group) it explains.
 FEATURE_GROUPS: dict[str, str] = {
     "age": "age",
     "male": "sex",
     "n_agents": "regimen",
-    **{f"partner_{p}": "regimen" for p in PARTNERS},
+    **{f"partner_{p}": "regimen" for p in PARTNER_CLASSES},
     **{f"setting_{s}": "setting" for s in SETTINGS},
     "start_dose_mg": "start_dose_mg",
     "crcl_ml_min": "renal_function",
@@ -155,7 +156,7 @@ class FeatureEncoder:
         X[col["male"]] = _codes(rows["sex"], SEXES, "sex") == SEXES.index("male")
         regimen = _codes(rows["regimen"], REGIMENS, "regimen")
         X[col["n_agents"]] = _REGIMEN_TABLE[regimen, 0]
-        for j, partner in enumerate(PARTNERS, start=1):
+        for j, partner in enumerate(PARTNER_CLASSES, start=1):
             X[col[f"partner_{partner}"]] = _REGIMEN_TABLE[regimen, j]
         setting = _codes(rows["setting"], SETTINGS, "setting")
         for k, name in enumerate(SETTINGS):
@@ -218,7 +219,10 @@ class FeatureEncoder:
 
 
 _REGIMEN_TABLE = np.array(
-    [[REGIMEN_COMPONENTS[r]["n_agents"], *(REGIMEN_COMPONENTS[r][p] for p in PARTNERS)] for r in REGIMENS],
+    [
+        [REGIMEN_COMPONENTS[r]["n_agents"], *(REGIMEN_COMPONENTS[r][p] for p in PARTNER_CLASSES)]
+        for r in REGIMENS
+    ],
     dtype=np.float64,
 )
 

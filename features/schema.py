@@ -59,7 +59,49 @@ def _fmt(x: float | None) -> str:
 
 
 SEXES = ("female", "male")
-REGIMENS = ("R", "Rd", "RCd", "RVd", "KRd", "DRd", "IRd", "ERd", "MPR")
+#: Agents of each contract regimen code, as the regimen names them (contract notes: R lenalidomide, d low-dose
+#: dexamethasone, C cyclophosphamide, V bortezomib, K carfilzomib, D daratumumab, I ixazomib, E elotuzumab,
+#: MP melphalan–prednisone). Every other regimen fact (number of agents, partner classes, labels, the
+#: regimen of a set of FHIR orders) is derived from this table.
+REGIMEN_AGENTS: dict[str, tuple[str, ...]] = {
+    "R": ("lenalidomide",),
+    "Rd": ("lenalidomide", "dexamethasone"),
+    "RCd": ("lenalidomide", "cyclophosphamide", "dexamethasone"),
+    "RVd": ("lenalidomide", "bortezomib", "dexamethasone"),
+    "KRd": ("carfilzomib", "lenalidomide", "dexamethasone"),
+    "DRd": ("daratumumab", "lenalidomide", "dexamethasone"),
+    "IRd": ("ixazomib", "lenalidomide", "dexamethasone"),
+    "ERd": ("elotuzumab", "lenalidomide", "dexamethasone"),
+    "MPR": ("melphalan", "prednisone", "lenalidomide"),
+}
+#: Drug class of each agent. Partners are the anti-myeloma agents given with lenalidomide besides a steroid.
+AGENT_CLASSES = {
+    "lenalidomide": "immunomodulator",
+    "dexamethasone": "steroid",
+    "prednisone": "steroid",
+    "cyclophosphamide": "alkylator",
+    "melphalan": "alkylator",
+    "bortezomib": "proteasome_inhibitor",
+    "carfilzomib": "proteasome_inhibitor",
+    "ixazomib": "proteasome_inhibitor",
+    "daratumumab": "antibody",
+    "elotuzumab": "antibody",
+}
+PARTNER_CLASSES = ("alkylator", "proteasome_inhibitor", "antibody")
+REGIMENS = tuple(REGIMEN_AGENTS)
+
+
+def partners(regimen: str) -> tuple[str, ...]:
+    """The partner agents of ``regimen`` (neither lenalidomide nor a steroid)."""
+    return tuple(a for a in REGIMEN_AGENTS[regimen] if AGENT_CLASSES[a] in PARTNER_CLASSES)
+
+
+REGIMEN_LABELS = {
+    regimen: "lenalidomide alone"
+    if agents == ("lenalidomide",)
+    else ", ".join("low-dose dexamethasone" if a == "dexamethasone" else a for a in agents)
+    for regimen, agents in REGIMEN_AGENTS.items()
+}
 SETTINGS = ("newly_diagnosed", "maintenance", "relapsed_refractory", "al_amyloidosis")
 COMORBIDITIES = ("cardiac", "diabetes", "pulmonary", "hepatic", "vte", "neuropathy")
 COMORBIDITY_LABELS = {
@@ -69,17 +111,6 @@ COMORBIDITY_LABELS = {
     "hepatic": "liver disease",
     "vte": "prior venous thromboembolism",
     "neuropathy": "pre-existing peripheral neuropathy",
-}
-REGIMEN_LABELS = {
-    "R": "lenalidomide alone",
-    "Rd": "lenalidomide, low-dose dexamethasone",
-    "RCd": "lenalidomide, cyclophosphamide, dexamethasone",
-    "RVd": "lenalidomide, bortezomib, dexamethasone",
-    "KRd": "carfilzomib, lenalidomide, dexamethasone",
-    "DRd": "daratumumab, lenalidomide, dexamethasone",
-    "IRd": "ixazomib, lenalidomide, dexamethasone",
-    "ERd": "elotuzumab, lenalidomide, dexamethasone",
-    "MPR": "melphalan, prednisone, lenalidomide",
 }
 
 #: Printable characters only (no C0/C1 control characters); the API and the file validator share this rule.

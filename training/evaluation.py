@@ -39,11 +39,12 @@ from statsmodels.nonparametric.smoothers_lowess import lowess
 from statsmodels.stats.proportion import proportion_confint
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
+from features.schema import REGIMEN_AGENTS
+
 __all__ = [
     "AGE_BANDS",
     "DEFAULT_THRESHOLDS",
     "EPS",
-    "REGIMEN_AGENTS",
     "REGIMEN_CLASSES",
     "Interval",
     "age_band",
@@ -65,8 +66,6 @@ EPS = 1e-12
 #: Decision thresholds of the decision curve: 5% to 50% in steps of 1%.
 DEFAULT_THRESHOLDS = np.round(np.arange(0.05, 0.51, 0.01), 2)
 AGE_BANDS = ("<65", "65-74", ">=75")
-#: Number of anti-myeloma agents in each contract regimen code.
-REGIMEN_AGENTS = {"R": 1, "Rd": 2, "RCd": 3, "RVd": 3, "KRd": 3, "DRd": 3, "IRd": 3, "ERd": 3, "MPR": 3}
 REGIMEN_CLASSES = ("single agent", "doublet", "triplet")
 # Weight matrices of one bootstrap block stay below this many cells (bounds memory for large n).
 _BLOCK_CELLS = 1_000_000
@@ -385,7 +384,7 @@ def age_band(age: ArrayLike) -> pd.Categorical:
 def regimen_class(regimen: ArrayLike) -> pd.Categorical:
     """Regimen class by number of agents: ``single agent`` (R), ``doublet`` (Rd), ``triplet`` (the others).
 
-    Raises ValueError on a code outside the record contract (:data:`REGIMEN_AGENTS` lists them).
+    Raises ValueError on a code outside the record contract (``features.schema.REGIMEN_AGENTS``).
     """
     codes = pd.Series(np.asarray(regimen, dtype=object))
     unknown = sorted(set(codes.dropna()) - REGIMEN_AGENTS.keys())
@@ -393,7 +392,8 @@ def regimen_class(regimen: ArrayLike) -> pd.Categorical:
         raise ValueError(
             f"regimen must be one of {', '.join(REGIMEN_AGENTS)} (got {', '.join(map(str, unknown))})"
         )
-    labels = codes.map(REGIMEN_AGENTS).map(dict(enumerate(REGIMEN_CLASSES, start=1)))
+    n_agents = {regimen: len(agents) for regimen, agents in REGIMEN_AGENTS.items()}
+    labels = codes.map(n_agents).map(dict(enumerate(REGIMEN_CLASSES, start=1)))
     return pd.Categorical(labels, categories=REGIMEN_CLASSES, ordered=True)
 
 

@@ -17,7 +17,6 @@ import re
 import uuid
 from typing import Any
 
-from features.schema import REGIMEN_LABELS
 from service.cds.mapping import RXNORM, Mapped, lenalidomide_strength_code, tables
 from service.predictor import Prediction
 
@@ -249,8 +248,3 @@ def not_scored_card(reason: str, notes: list[str], *, base_url: str, model_card_
         "detail": "\n".join(detail),
         "source": source(base_url, model_card_path),
     }
-
-
-def regimen_words(regimen: str) -> str:
-    """The regimen in words."""
-    return REGIMEN_LABELS.get(regimen, regimen)

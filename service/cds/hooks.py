@@ -21,6 +21,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.errors import LenriskError
+from features.schema import COLUMNS_BY_NAME, SETTINGS
 from service.cds import cards
 from service.cds.fhir import (
     Condition,
@@ -31,7 +32,7 @@ from service.cds.fhir import (
     entries,
     resources,
 )
-from service.cds.mapping import NotScorable, check_subject, find_lenalidomide, map_call
+from service.cds.mapping import LOINC, NotScorable, check_subject, find_lenalidomide, loinc, map_call
 from service.cds.settings import CdsSettings, IssuerConfig
 from service.predictor import Predictor
 
@@ -39,22 +40,24 @@ ORDER_SIGN_ID = "lenalidomide-tolerance"
 ORDER_SELECT_ID = "lenalidomide-tolerance-select"
 SERVICE_HOOKS = {ORDER_SIGN_ID: "order-sign", ORDER_SELECT_ID: "order-select"}
 _PID = "{{context.patientId}}"
+_OBSERVED = ("crcl", "egfr", "creatinine", "weight", "ecog")  # the latest of each, codes from the data table
+
+
+def _codes(quantity: str) -> str:
+    return ",".join(f"{LOINC}|{code}" for code in loinc(quantity))
+
+
 PREFETCH: dict[str, str] = {
     "patient": f"Patient/{_PID}",
     "conditions": f"Condition?patient={_PID}&clinical-status=active",
-    "crcl": f"Observation?patient={_PID}&code=http://loinc.org|2164-2&_sort=-date&_count=1",
-    "egfr": f"Observation?patient={_PID}&code=http://loinc.org|98979-8,http://loinc.org|62238-1,"
-    f"http://loinc.org|33914-3&_sort=-date&_count=1",
-    "creatinine": f"Observation?patient={_PID}&code=http://loinc.org|2160-0&_sort=-date&_count=1",
-    "weight": f"Observation?patient={_PID}&code=http://loinc.org|29463-7&_sort=-date&_count=1",
-    "ecog": f"Observation?patient={_PID}&code=http://loinc.org|89247-1&_sort=-date&_count=1",
+    **{key: f"Observation?patient={_PID}&code={_codes(key)}&_sort=-date&_count=1" for key in _OBSERVED},
     "medications": f"MedicationRequest?patient={_PID}&status=active",
 }
 _EXPECTED = {
     "patient": ("Patient",),
     "conditions": ("Condition",),
     "medications": ("MedicationRequest",),
-    **{k: ("Observation",) for k in ("crcl", "egfr", "creatinine", "weight", "ecog")},
+    **{k: ("Observation",) for k in _OBSERVED},
 }
 REQUIRED = ("patient", "conditions")
 _WORDS = {
@@ -257,13 +260,12 @@ def _overrides(extension: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     prior = extension.get(EXT_PRIOR_LINES)
     if prior is not None:
-        if not isinstance(prior, int) or isinstance(prior, bool) or not 0 <= prior <= 20:
-            raise FhirInputError(f"extension.{EXT_PRIOR_LINES} must be an integer from 0 to 20")
+        rule = COLUMNS_BY_NAME["prior_lines"]
+        if not isinstance(prior, int) or isinstance(prior, bool) or not rule.minimum <= prior <= rule.maximum:
+            raise FhirInputError(f"extension.{EXT_PRIOR_LINES} must be {rule.rule()}")
         out["prior_lines"] = prior
     setting = extension.get(EXT_SETTING)
     if setting is not None:
-        from features.schema import SETTINGS
-
         if setting not in SETTINGS:
             raise FhirInputError(f"extension.{EXT_SETTING} must be one of {', '.join(SETTINGS)}")
         out["setting"] = setting
@@ -315,9 +317,7 @@ def respond(
         return [r for r in found if isinstance(r, kind)]
 
     conditions = subjects("conditions", Condition)
-    observations = [
-        o for key in ("crcl", "egfr", "creatinine", "weight", "ecog") for o in subjects(key, Observation)
-    ]
+    observations = [o for key in _OBSERVED for o in subjects(key, Observation)]
     active = subjects("medications", MedicationRequest)
     others = [p for _, p in orders if isinstance(p, MedicationRequest) and p is not order.parsed]
     try:

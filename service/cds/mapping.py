@@ -10,8 +10,9 @@ Reads only coded data, through the cited tables in ``service/cds/data`` (see its
 - **dose** from the lenalidomide order's ``doseQuantity`` (mg);
 - **setting** from ICD-10 / SNOMED coded Conditions (ICD-10-CM C90.00/.01/.02 give the myeloma phase;
   otherwise every myeloma setting is scored and the range shown), or the request extension;
-- **renal function**: measured creatinine clearance (LOINC 2164-2), else Cockcroft–Gault from serum
-  creatinine, age, sex and weight, else eGFR; dialysis and comorbidities from ICD-10 codes (Quan 2005).
+- **renal function**: measured creatinine clearance, else Cockcroft–Gault from serum creatinine, age, sex
+  and weight, else eGFR (LOINC codes: ``data/observations.csv``); dialysis and comorbidities from ICD-10
+  codes (Quan 2005).
 
 Reference for the creatinine clearance estimate:
     Cockcroft DW, Gault MH. Prediction of creatinine clearance from serum creatinine.
@@ -29,7 +30,17 @@ from functools import cache
 from importlib import resources as package_data
 from typing import Any
 
-from features.schema import COMORBIDITIES, COMORBIDITY_LABELS, REGIMEN_LABELS, SETTINGS
+from features.schema import (
+    AGENT_CLASSES,
+    COLUMNS_BY_NAME,
+    COMORBIDITIES,
+    COMORBIDITY_LABELS,
+    REGIMEN_AGENTS,
+    REGIMEN_LABELS,
+    REGIMENS,
+    SETTINGS,
+    partners,
+)
 from service.cds.fhir import (
     CodeableConcept,
     Condition,
@@ -52,16 +63,8 @@ ICD10 = (
 )
 US_CORE_BIRTHSEX = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex"
 MYELOMA_SETTINGS = ("newly_diagnosed", "maintenance", "relapsed_refractory")
-#: Partner agents -> the letter they add to the regimen name (dexamethasone and prednisone handled apart).
-_PARTNERS = {
-    "cyclophosphamide": "C",
-    "bortezomib": "V",
-    "carfilzomib": "K",
-    "daratumumab": "D",
-    "ixazomib": "I",
-    "elotuzumab": "E",
-}
-_TRIPLETS = {"C": "RCd", "V": "RVd", "K": "KRd", "D": "DRd", "I": "IRd", "E": "ERd"}
+#: The regimen of lenalidomide with one partner agent (and the regimen's steroid, if ordered).
+_BY_PARTNER = {p: regimen for regimen in REGIMENS if len(ps := partners(regimen)) == 1 for p in ps}
 #: Observations older than this before the order date are not used (named in the card).
 OBSERVATION_MAX_AGE = timedelta(days=90)
 _USABLE_OBSERVATION = {"final", "amended", "corrected"}
@@ -89,7 +92,7 @@ class Tables:
     agents: dict[str, str]  # rxcui -> agent
     strengths: dict[str, tuple[float, str]]  # lenalidomide rxcui -> (strength mg, term type)
     conditions: list[dict[str, str]]
-    observations: dict[str, dict[str, str]]  # loinc -> row
+    observations: dict[str, tuple[str, ...]]  # quantity -> its LOINC codes, preferred first
 
 
 def _rows(name: str) -> list[dict[str, str]]:
@@ -105,12 +108,21 @@ def tables() -> Tables:
         agents[row["rxcui"]] = row["agent"]
         if row["strength_mg"]:
             strengths[row["rxcui"]] = (float(row["strength_mg"]), row["term_type"])
+    observations: dict[str, tuple[str, ...]] = {}
+    for row in _rows("observations.csv"):
+        observations[row["quantity"]] = (*observations.get(row["quantity"], ()), row["loinc"])
     return Tables(
-        agents=agents,
-        strengths=strengths,
-        conditions=_rows("conditions.csv"),
-        observations={r["loinc"]: r for r in _rows("observations.csv")},
+        agents=agents, strengths=strengths, conditions=_rows("conditions.csv"), observations=observations
     )
+
+
+def loinc(quantity: str) -> tuple[str, ...]:
+    """The LOINC codes read for ``quantity`` (``crcl``, ``creatinine``, ``egfr``, ``weight``, ``ecog``)."""
+    return tables().observations[quantity]
+
+
+def _loinc_words(quantity: str) -> str:
+    return "LOINC " + " / ".join(loinc(quantity))
 
 
 def _norm(code: str) -> str:
@@ -246,9 +258,7 @@ def _order_date(order: MedicationRequest, where: str) -> date | None:
     return None
 
 
-def _regimen(
-    order: Order, others: list[MedicationRequest], active: list[MedicationRequest]
-) -> tuple[str, str]:
+def _regimen(others: list[MedicationRequest], active: list[MedicationRequest]) -> tuple[str, str]:
     """(regimen, how it was read); raises NotScorable for combinations outside the contract."""
     drafted = {_agent_of(m.medicationCodeableConcept) for m in others} - {None, "lenalidomide"}
     current = {
@@ -262,30 +272,29 @@ def _regimen(
         if not (current - drafted)
         else f" (with {', '.join(sorted(current - drafted))} from active orders)"
     )
-    partners = sorted({_PARTNERS[a] for a in agents if a in _PARTNERS})
-    if "melphalan" in agents:
-        if partners:
-            raise NotScorable(
-                "the regimen (melphalan with another partner drug) is outside the model's regimens", []
-            )
-        return "MPR", f"melphalan{' + prednisone' if 'prednisone' in agents else ''} in the orders{via}"
-    if len(partners) > 1:
-        names = ", ".join(sorted(a for a in agents if a in _PARTNERS))
+    partner = sorted(a for a in agents if a in _BY_PARTNER)
+    if "melphalan" in partner and len(partner) > 1:
+        raise NotScorable(
+            "the regimen (melphalan with another partner drug) is outside the model's regimens", []
+        )
+    if len(partner) > 1:
+        names = ", ".join(partner)
         raise NotScorable(
             f"the regimen (lenalidomide with {names}) is a combination the models were not trained on", []
         )
-    dex = "dexamethasone" in agents
-    if not partners:
-        regimen = "Rd" if dex else "R"
+    steroids = {a for a in agents if AGENT_CLASSES[a] == "steroid"}
+    if not partner:
+        regimen = "Rd" if "dexamethasone" in steroids else "R"
         return regimen, f"{REGIMEN_LABELS[regimen]} in the orders{via}"
-    regimen = _TRIPLETS[partners[0]]
+    regimen = _BY_PARTNER[partner[0]]
     how = f"{REGIMEN_LABELS[regimen]} in the orders{via}"
-    if not dex:
-        how += "; no dexamethasone order found, scored as the triplet"
+    (steroid,) = (a for a in REGIMEN_AGENTS[regimen] if AGENT_CLASSES[a] == "steroid")
+    if steroid not in steroids:
+        how += f"; no {steroid} order found, scored as {regimen}"
     return regimen, how
 
 
-def _conditions(conditions: list[Condition], patient_id: str) -> dict[str, Any]:
+def _conditions(conditions: list[Condition]) -> dict[str, Any]:
     found: dict[str, Any] = {"disease": set(), "setting": set(), "dialysis": False, "comorbidities": set()}
     found["snomed_only"] = 0
     for c in conditions:
@@ -389,11 +398,12 @@ def map_call(
         missing.append(
             f"Age: birthDate is only partial ({len(patient.birthDate)} characters); age {age} is approximate"
         )
-    if age < 18:
-        raise NotScorable("the models apply to adults (18 or older)", missing)
-    if age > 100:
-        missing.append(f"Age {age} is above the contract's 100 years; scored as 100")
-        age = 100
+    young, old = _range("age")
+    if age < young:
+        raise NotScorable(f"the models apply to adults ({young:g} or older)", missing)
+    if age > old:
+        missing.append(f"Age {age} is above the contract's {old:g} years; scored as {old:g}")
+        age = int(old)
     read.append(f"Age {age} years at the order date {order_date.isoformat()} (Patient.birthDate)")
     # sex
     sexes, sex_note, sex_read = _sexes(patient)
@@ -401,20 +411,21 @@ def map_call(
     if sex_note:
         missing.append(sex_note)
     # regimen and dose
-    regimen, regimen_read = _regimen(order, other_orders, active_orders)
+    regimen, regimen_read = _regimen(other_orders, active_orders)
     read.append(f"Regimen {regimen}: {regimen_read}")
     dose = order.dose_mg
     if dose is None:
         raise NotScorable(
             "the lenalidomide order has no dose in mg (dosageInstruction.doseAndRate.doseQuantity)", missing
         )
-    if not 2.5 <= dose <= 25:
+    low, high = _range("start_dose_mg")
+    if not low <= dose <= high:
         raise NotScorable(
-            f"the lenalidomide dose {dose:g} mg is outside the models' range 2.5-25 mg", missing
+            f"the lenalidomide dose {dose:g} mg is outside the models' range {low:g}-{high:g} mg", missing
         )
     read.append(f"Starting dose {dose:g} mg (lenalidomide order)")
     # setting
-    found = _conditions(conditions, patient.id or "")
+    found = _conditions(conditions)
     settings = _settings(found, overrides, read, missing)
     # prior lines
     prior = overrides.get("prior_lines")
@@ -432,13 +443,14 @@ def map_call(
     else:
         read.append("Dialysis: no dialysis condition found")
     # ECOG
-    ecog = _ecog(_latest(observations, {"89247-1"}, order_date))
+    ecog = _ecog(_latest(observations, set(loinc("ecog")), order_date))
     if ecog is None:
         missing.append(
-            f"ECOG performance status (LOINC 89247-1) within {OBSERVATION_MAX_AGE.days} days: not found"
+            f"ECOG performance status ({_loinc_words('ecog')}) within {OBSERVATION_MAX_AGE.days} days: "
+            "not found"
         )
     else:
-        read.append(f"ECOG {ecog} (LOINC 89247-1)")
+        read.append(f"ECOG {ecog} ({_loinc_words('ecog')})")
     # comorbidities
     present = sorted(found["comorbidities"], key=COMORBIDITIES.index)
     read.append(
@@ -508,18 +520,22 @@ def _renal(
     read: list[str],
     missing: list[str],
 ) -> dict[str, float | None]:
-    def clip(value: float, how: str) -> float:
-        if not 5 <= value <= 250:
-            missing.append(f"Renal function {value:.0f} mL/min ({how}) is outside 5-250 mL/min; clipped")
-        return round(min(max(value, 5.0), 250.0), 1)
+    low, high = _range("crcl_ml_min")
 
-    measured = _latest(observations, {"2164-2"}, order_date)
+    def clip(value: float, how: str) -> float:
+        if not low <= value <= high:
+            missing.append(
+                f"Renal function {value:.0f} mL/min ({how}) is outside {low:g}-{high:g} mL/min; clipped"
+            )
+        return round(min(max(value, low), high), 1)
+
+    measured = _latest(observations, set(loinc("crcl")), order_date)
     value = _quantity(measured, {"mL/min": 1.0}) if measured else None
     if value is not None:
-        read.append(f"Creatinine clearance {value:.0f} mL/min (measured, LOINC 2164-2)")
+        read.append(f"Creatinine clearance {value:.0f} mL/min (measured, {_loinc_words('crcl')})")
         return dict.fromkeys(sexes, clip(value, "measured"))
-    creatinine = _latest(observations, {"2160-0"}, order_date)
-    weight = _latest(observations, {"29463-7"}, order_date)
+    creatinine = _latest(observations, set(loinc("creatinine")), order_date)
+    weight = _latest(observations, set(loinc("weight")), order_date)
     scr = (
         _quantity(creatinine, {"mg/dL": 1.0, "umol/L": 1 / 88.4, "µmol/L": 1 / 88.4}) if creatinine else None
     )
@@ -542,24 +558,32 @@ def _renal(
             f"{scr:.2f} mg/dL, weight {kg:.0f} kg, age {age:.0f}"
         )
         return by_sex
-    egfr = _latest(observations, {"98979-8", "62238-1", "33914-3"}, order_date)
+    egfr = _latest(observations, set(loinc("egfr")), order_date)
     value = _quantity(egfr, {"mL/min/{1.73_m2}": 1.0, "mL/min/1.73m2": 1.0, "mL/min": 1.0}) if egfr else None
     if value is not None:
-        code = next(iter(set(codes(egfr.code, LOINC)) & {"98979-8", "62238-1", "33914-3"}))
+        code = next(c for c in loinc("egfr") if c in codes(egfr.code, LOINC))
         read.append(f"Renal function from eGFR {value:.0f} mL/min/1.73 m² (LOINC {code}; no CrCl available)")
         if scr is not None and kg is None:
-            missing.append("Body weight (LOINC 29463-7) not found, so Cockcroft-Gault could not be computed")
+            missing.append(
+                f"Body weight ({_loinc_words('weight')}) not found, so Cockcroft-Gault could not be computed"
+            )
         return dict.fromkeys(sexes, clip(value, "eGFR"))
     parts = []
     if scr is None:
-        parts.append("serum creatinine (LOINC 2160-0)")
+        parts.append(f"serum creatinine ({_loinc_words('creatinine')})")
     if kg is None:
-        parts.append("body weight (LOINC 29463-7)")
+        parts.append(f"body weight ({_loinc_words('weight')})")
     missing.append(
         f"Renal function unknown: no creatinine clearance, eGFR, or {' and '.join(parts)} within "
         f"{OBSERVATION_MAX_AGE.days} days; the models treat it as unknown"
     )
     return dict.fromkeys(sexes, None)
+
+
+def _range(name: str) -> tuple[float, float]:
+    """The contract's range of column ``name`` (``features.schema``)."""
+    column = COLUMNS_BY_NAME[name]
+    return float(column.minimum), float(column.maximum)
 
 
 def check_subject(reference: str | None, patient_id: str, where: str) -> None:

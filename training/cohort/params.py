@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-from features.schema import COMORBIDITIES, REGIMENS, SETTINGS
+from features.schema import COMORBIDITIES, REGIMEN_AGENTS, REGIMENS, SETTINGS
 
 S0 = "000_ad520cc8950628f0.txt"
 S1 = "001_3b68cfb96f9eda6f.txt"
@@ -26,7 +26,7 @@ SHEET = "clinical-evidence.md"
 SEED_FILES = (S0, S1, S2, S3, S4)
 
 #: Regimen codes with three or more agents: the "triple combination" of seed 000 (all but R and Rd).
-TRIPLET_OR_MORE = ("RCd", "RVd", "KRd", "DRd", "IRd", "ERd", "MPR")
+TRIPLET_OR_MORE = tuple(regimen for regimen, agents in REGIMEN_AGENTS.items() if len(agents) >= 3)
 
 _SOLVED = (
     "solved by `python -m training.cohort.calibrate` (n = 400 000, seed 0) for target_dr and target_disc"
