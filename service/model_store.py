@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from features.model.registry import DIGEST_TAG, MLFLOW_ENV_DEFAULTS
+from features.model.registry import DIGEST_TAG, MLFLOW_ENV_DEFAULTS, MODEL_CARD_ARTIFACT
 from features.model.riskmodel import RiskModel
 from features.schema import COMORBIDITY_COLUMNS
 from service.errors import ModelLoadError
@@ -89,7 +89,8 @@ def load_predictor(settings: ServiceSettings, versions: dict[str, str] | None = 
                     tracking_uri=settings.tracking_uri,
                 )
                 model = RiskModel.load(Path(path) / "artifacts" / "risk_model", expected_digest=digest)
-            metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+                card = Path(client.download_artifacts(mv.run_id, MODEL_CARD_ARTIFACT, tmp)).read_text()
+            metrics = client.get_run(mv.run_id).data.metrics
         except ModelLoadError:
             raise
         except Exception as err:
@@ -101,7 +102,7 @@ def load_predictor(settings: ServiceSettings, versions: dict[str, str] | None = 
             aliases=tuple(sorted(mv.aliases)),
             digest=digest,
             metrics={k: float(metrics[k]) for k in KEY_METRICS if k in metrics},
-            card=mv.description or "",
+            card=card,
         )
     predictor = Predictor(loaded, settings.bands)
     try:

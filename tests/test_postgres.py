@@ -37,7 +37,8 @@ def test_train_and_register_against_postgresql(postgres_database, tmp_path):
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     version = client.get_model_version_by_alias(MODEL_NAMES["dose_reduction"], CHAMPION)
     assert version.tags[DIGEST_TAG] == registered[1].digest
-    assert "## Limitations" in version.description
+    assert "model_card.md" in version.description
+    assert "## Limitations" in mlflow.artifacts.load_text(f"runs:/{version.run_id}/model_card.md")
     with closing(psycopg2.connect(database)) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM model_versions")
         assert cursor.fetchone() == (2,)  # really stored in PostgreSQL

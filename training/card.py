@@ -1,9 +1,9 @@
 """The model card of a registered model version: markdown written with TRIPOD+AI in mind.
 
 Collins GS et al., TRIPOD+AI, BMJ 2024;385:e078378; the item numbers are given in the section headings.
-The full card is logged as ``model_card.md`` in the training run. The registry's version description holds
-the same sections, with the long tables (predictors, generator parameters, subgroups) replaced by pointers
-to the run's artifacts when the full card exceeds the description limit of MLflow's SQL stores.
+The card is logged as ``model_card.md`` in the training run, and the service shows it. The registry's
+version description is a short summary that points to it (MLflow's SQL stores limit descriptions to 5,000
+characters).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from features.encoding import FEATURE_NAMES
+from features.model.registry import MODEL_CARD_ARTIFACT
 from features.schema import OUTCOME_COLUMNS, OUTCOMES, PREDICTORS, Column
 from training.cohort.params import DEFAULT_PARAMS, SEED_FILES, CohortParams
 from training.pipeline import OutcomeResult
@@ -49,13 +50,11 @@ with cross-fitted calibration (mean ± SD over folds). The boosted model is chos
 log loss by more than one standard error of the paired per-fold difference. No resampling or class weights
 were used, so predicted risks keep the observed prevalence."""
 
-MODEL_FAMILIES_SHORT = """Logistic regression vs XGBoost, scored by {repeats} × {folds}-fold patient-grouped
-cross-validation with cross-fitted calibration; XGBoost only wins by more than one SE of log loss."""
-
 CALIBRATION = """## Calibration (TRIPOD+AI 12)
 
 Platt scaling on the model's margin (log-odds), fitted once on the development set's out-of-fold margins:
-calibrated logit = {slope:.4f} × margin + ({intercept:.4f}).{affine}
+calibrated logit = {slope:.4f} × margin + ({intercept:.4f}). Being affine, it keeps SHAP contributions
+exactly additive.
 
 Held-out: calibration intercept {cal_intercept} (target 0), slope {cal_slope} (target 1), observed/expected
 {oe} (target 1); reliability diagram: `plots/reliability.png`."""
@@ -70,17 +69,6 @@ add up to the logit of their risk). All features: `shap_importance.csv`; plot: `
 PREDICTORS_NOTE = """All as they stand on the day the line starts; nothing measured later is used. Unknown
 creatinine clearance or ECOG is imputed with the development median and flagged by an indicator feature;
 every other field is required. The fields are encoded into {n} features (`features.encoding`)."""
-
-PREDICTORS_SHORT = """As on the day the line starts; unknown creatinine clearance or ECOG is imputed with the
-development median and flagged."""
-
-LIMITATIONS_SHORT = """## Limitations (TRIPOD+AI 26)
-
-{data}
-- **Small samples**: below the Riley minimum, expect optimism and a calibration slope below 1.
-- **Competing events**: progression and death are not modelled; no fixed horizon.
-- **No external validation**: validate on local data before any clinical use.
-- **Missing inputs**: unknown CrCl/ECOG imputed and flagged; other missing fields refused."""
 
 LIMITATIONS = """## Limitations (TRIPOD+AI 26)
 
@@ -97,8 +85,6 @@ LIMITATIONS = """## Limitations (TRIPOD+AI 26)
 SYNTHETIC_LIMITATION = """- **Synthetic data.** The model learned the generator's assumptions, not real
   patients: its performance shows how well the method recovers a known structure, not how it would do in
   clinic."""
-SYNTHETIC_SHORT = "- **Synthetic data**: performance reflects the generator, not clinic."
-FILE_LIMITATION_SHORT = "- **Single source**: all performance figures are internal."
 FILE_LIMITATION = """- **Single data source.** All performance figures are internal (held-out patients of the
   same file)."""
 
@@ -131,44 +117,49 @@ class ModelCard:
     lenrisk_version: str
 
     def markdown(self) -> str:
-        """The full card."""
-        return self._render(full=True)
-
-    def description(self) -> str:
-        """The card for the registry's version description: full if it fits, else with pointers."""
-        full = self.markdown()
-        if len(full) <= DESCRIPTION_LIMIT:
-            return full
-        short = self._render(full=False)
-        if len(short) <= DESCRIPTION_LIMIT:
-            return short
-        cut = "\n\n(truncated; the full card is the run artifact model_card.md)\n"
-        return short[: DESCRIPTION_LIMIT - len(cut)] + cut
-
-    def _render(self, *, full: bool) -> str:
+        """The card."""
         o = self.outcome
         cal, h = o.model.calibrator, o.heldout_metrics
         sections = [
             self._header(),
             INTENDED_USE,
-            self._data(full),
-            self._outcome(full),
-            self._predictors(full),
-            self._model(full),
+            self._data(),
+            self._outcome(),
+            self._predictors(),
+            self._model(),
             CALIBRATION.format(
-                affine=" Being affine, it keeps SHAP contributions exactly additive." if full else "",
                 slope=cal.slope,
                 intercept=cal.intercept,
                 cal_intercept=_num(h["calibration_intercept"]),
                 cal_slope=_num(h["calibration_slope"]),
                 oe=_num(h["observed_expected"]),
             ),
-            self._performance(full),
-            self._subgroups(full),
-            self._explanations(full),
-            self._limitations(full),
+            self._performance(),
+            self._subgroups(),
+            self._explanations(),
+            self._limitations(),
         ]
         return "\n\n".join(sections) + "\n"
+
+    def description(self) -> str:
+        """The registry's version description: what the model is, its key figures, and where the card is."""
+        o, d, h = self.outcome, self.outcome.data, self.outcome.heldout_metrics
+        auc = f"{_num(h['roc_auc'])} ({_num(h['roc_auc_ci_lower'])}–{_num(h['roc_auc_ci_upper'])})"
+        lines = [
+            self._header(),
+            "",
+            f"- Data: {self.source}; {d['n_rows']} lines of {d['n_patients']} patients, prevalence "
+            f"{d['prevalence']:.3f}. Sample size: {self._sample_size()}",
+            f"- Held-out test ({d['n_test']} lines): AUC {auc}, calibration intercept "
+            f"{_num(h['calibration_intercept'])}, slope {_num(h['calibration_slope'])}.",
+            f"- Chosen because {o.reason}.",
+            *([SYNTHETIC_LIMITATION.replace("\n ", "")] if self.synthetic else []),
+            "",
+            f"The model card (TRIPOD+AI: intended use, data, predictors, model, calibration, performance, "
+            f"subgroups, explanations, limitations) is the artifact `{MODEL_CARD_ARTIFACT}` of training run "
+            f"`{self.run_id}`; the service shows it at `/v1/models`.",
+        ]
+        return "\n".join(lines)[:DESCRIPTION_LIMIT]
 
     def _header(self) -> str:
         o = self.outcome
@@ -185,28 +176,22 @@ class ModelCard:
             ]
         )
 
-    def _data(self, full: bool) -> str:
+    def _data(self) -> str:
         d = self.outcome.data
         lines = ["## Data (TRIPOD+AI 5, 6, 10, 16)", ""]
         if self.synthetic is not None:
             s = self.synthetic
             call = f"generate_cohort(n={s.n}, seed={s.seed}, settings={list(s.settings)})"
-            if full:
-                seeds = ", ".join(f"`{f}`" for f in SEED_FILES)
-                lines += [
-                    f"**Synthetic data: no real patient is in it.** Generated by `training.cohort.{call}`, a "
-                    "joint model of dose reduction and discontinuation whose parameters are cited from five "
-                    f"published studies (seed files {seeds}; `shared/reference/clinical-evidence.md` section "
-                    "1), with stated assumptions where no study reports a value. Every parameter and its "
-                    "source: run artifact `generator_parameters.csv`.",
-                    "",
-                    *_generator_table(s.params),
-                ]
-            else:
-                lines.append(
-                    f"**Synthetic data: no real patient is in it.** `{call}`, with parameters cited from "
-                    "published studies (all, with sources: `generator_parameters.csv`)."
-                )
+            seeds = ", ".join(f"`{f}`" for f in SEED_FILES)
+            lines += [
+                f"**Synthetic data: no real patient is in it.** Generated by `training.cohort.{call}`, a "
+                "joint model of dose reduction and discontinuation whose parameters are cited from five "
+                f"published studies (seed files {seeds}; `shared/reference/clinical-evidence.md` section "
+                "1), with stated assumptions where no study reports a value. Every parameter and its "
+                "source: run artifact `generator_parameters.csv`.",
+                "",
+                *_generator_table(s.params),
+            ]
         else:
             lines.append(
                 f"Trained on the file **{self.source}** in the record contract's schema, validated row by "
@@ -221,19 +206,14 @@ class ModelCard:
             f"({d['events_development']} events), held-out test {d['n_test']} lines "
             f"({d['events_test']} events)",
             f"- Development lines by setting: {settings}",
-            f"- Sample size: {self._sample_size(full)}",
+            f"- Sample size: {self._sample_size()}",
         ]
         return "\n".join(lines)
 
-    def _sample_size(self, full: bool) -> str:
+    def _sample_size(self) -> str:
         prevalence, c, n_min, events_min = RILEY_8_PARAMETERS[self.outcome.outcome]
         d = self.outcome.data
         meets = d["n_development"] >= n_min and d["events_development"] >= events_min
-        if not full:
-            return (
-                f"Riley minimum for 8 parameters {n_min} lines, {events_min} events: "
-                f"{'met' if meets else 'NOT met'} ({d['n_features']} encoded features need more)."
-            )
         return (
             f"Riley et al. (BMJ 2020;368:m441) require at least {n_min} lines ({events_min} events) "
             f"for 8 parameters at prevalence {prevalence} and C {c}; this model has {d['n_features']} "
@@ -241,13 +221,11 @@ class ModelCard:
             f"{'meets' if meets else 'does NOT meet'} the 8-parameter minimum."
         )
 
-    def _outcome(self, full: bool) -> str:
+    def _outcome(self) -> str:
         column = _outcome_column(self.outcome.outcome)
         horizon = (
             "There is no fixed horizon: the outcome counts over the whole line, and progression or death "
             "before any toxicity ends follow-up for it (a competing event, see the limitations)."
-            if full
-            else "No fixed horizon; progression and death compete (see the limitations)."
         )
         return (
             "## Outcome (TRIPOD+AI 8)\n\n"
@@ -255,15 +233,13 @@ class ModelCard:
         )
 
     @staticmethod
-    def _predictors(full: bool) -> str:
+    def _predictors() -> str:
         head = "## Predictors and their timing (TRIPOD+AI 9, 11)\n\n"
-        if not full:
-            return head + PREDICTORS_SHORT + " Fields: " + ", ".join(f"`{c.name}`" for c in PREDICTORS) + "."
         head += PREDICTORS_NOTE.format(n=len(FEATURE_NAMES))
         rows = [(f"`{c.name}`", c.description, c.unit or "", c.rule()) for c in PREDICTORS]
         return head + "\n\n" + "\n".join(_table(("field", "meaning", "unit", "allowed"), rows))
 
-    def _model(self, full: bool) -> str:
+    def _model(self) -> str:
         o = self.outcome
         rows = []
         for name, cv in o.cv.items():
@@ -280,9 +256,7 @@ class ModelCard:
             [
                 "## Model and how it was chosen (TRIPOD+AI 12, 13, 22)",
                 "",
-                (MODEL_FAMILIES if full else MODEL_FAMILIES_SHORT).format(
-                    repeats=o.model.info.get("cv_repeats"), folds=N_SPLITS
-                ),
+                MODEL_FAMILIES.format(repeats=o.model.info.get("cv_repeats"), folds=N_SPLITS),
                 "",
                 *_table(("candidate", "CV log loss", "CV Brier", "CV AUC"), rows),
                 "",
@@ -290,7 +264,7 @@ class ModelCard:
             ]
         )
 
-    def _performance(self, full: bool) -> str:
+    def _performance(self) -> str:
         rows = [
             (
                 label,
@@ -307,34 +281,30 @@ class ModelCard:
         ]
         headers = ("data", "AUC (95% CI)", "Brier", "scaled Brier", "log loss", "n / events")
         lines = ["## Performance (TRIPOD+AI 23)", "", *_table(headers, rows)]
-        return "\n".join(lines + (["", PERFORMANCE_NOTE] if full else []))
+        return "\n".join([*lines, "", PERFORMANCE_NOTE])
 
-    def _subgroups(self, full: bool) -> str:
+    def _subgroups(self) -> str:
         head = (
             "## Performance by subgroup (TRIPOD+AI 14, 23b)\n\n"
             "Held-out test set, by sex, age band, setting and regimen class."
         )
-        if not full:
-            return head + " Table: run artifacts `subgroups.md` and `subgroups.csv`."
         return head + "\n\n" + subgroup_markdown(self.outcome.subgroups)
 
-    def _explanations(self, full: bool) -> str:
-        top = self.outcome.importance.head(TOP_FEATURES if full else 5)
+    def _explanations(self) -> str:
+        top = self.outcome.importance.head(TOP_FEATURES)
         rows = [(f"`{r.feature}`", r.field, _num(r.mean_abs_shap)) for r in top.itertuples()]
         return "\n".join(
             [
                 "## Main predictors by SHAP (held-out set)",
                 "",
-                EXPLANATIONS_NOTE if full else "Mean absolute SHAP value, calibrated log-odds scale.",
+                EXPLANATIONS_NOTE,
                 "",
                 *_table(("feature", "field", "mean abs SHAP"), rows),
             ]
         )
 
-    def _limitations(self, full: bool) -> str:
-        if full:
-            return LIMITATIONS.format(data=SYNTHETIC_LIMITATION if self.synthetic else FILE_LIMITATION)
-        return LIMITATIONS_SHORT.format(data=SYNTHETIC_SHORT if self.synthetic else FILE_LIMITATION_SHORT)
+    def _limitations(self) -> str:
+        return LIMITATIONS.format(data=SYNTHETIC_LIMITATION if self.synthetic else FILE_LIMITATION)
 
 
 def subgroup_markdown(table: pd.DataFrame) -> str:
