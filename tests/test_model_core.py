@@ -200,75 +200,12 @@ def _registry_like(X: np.ndarray, *, repeat: bool, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("repeat", [True, False])
-@pytest.mark.parametrize("max_share", [None, 1.0])  # the module's rule, then dedup whatever the share
-def test_tree_tables_unique_rows_are_bit_identical(fitted, monkeypatch, repeat, max_share):
-    from features.model import treetable
-
+def test_tree_tables_give_the_same_bits_whatever_the_chunk(fitted, repeat):
     tables = fitted["models"]["xgboost"].estimator.tables
     rows = _registry_like(fitted["X"], repeat=repeat)
-    distinct = len(np.unique(tables._bin_keys(rows)))
-    if repeat:
-        assert distinct <= 201
-    else:  # too many distinct rows for the module's rule to deduplicate
-        assert distinct > treetable._DEDUP_MAX_SHARE * len(rows)
-    if max_share is not None:
-        monkeypatch.setattr(treetable, "_DEDUP_MAX_SHARE", max_share)
     for chunk in (65_536, 97):  # one chunk, and many with a partial last one
         _assert_same_bits(tables.contributions(rows, chunk=chunk), tables._shap_sums(rows, 65_536))
-
-
-def test_tree_tables_evaluate_each_distinct_row_once(fitted, monkeypatch):
-    from features.model.treetable import TreeTables
-
-    tables = fitted["models"]["xgboost"].estimator.tables
-    rows = _registry_like(fitted["X"], repeat=True)
-    seen = []
-    kernel = TreeTables._patterns_by_tree
-
-    def spy(self, XT):
-        seen.append(XT.shape[1])
-        return kernel(self, XT)
-
-    monkeypatch.setattr(TreeTables, "_patterns_by_tree", spy)
-    tables.contributions(rows)
-    distinct = len(np.unique(tables._bin_keys(rows)))
-    assert seen == [distinct] and distinct <= 201  # 200 drawn rows, one with a NaN age
-
-
-def test_tree_tables_bins_treat_nan_as_below_every_threshold(fitted):
-    tables = fitted["models"]["xgboost"].estimator.tables
-    age = FEATURE_NAMES.index("age")
-    rows = np.repeat(fitted["X"][:1], 4, axis=0)
-    rows[:, age] = [np.nan, -1e9, 1e9, np.inf]
-    keys = tables._bin_keys(rows)
-    assert keys[0] == keys[1] and keys[2] == keys[3] and keys[0] != keys[2]
-    np.testing.assert_array_equal(tables.patterns(rows[:1]), tables.patterns(rows[1:2]))
-
-
-def test_tree_tables_bin_keys_survive_int64_overflow():
-    """25 features with 7 thresholds each: 8**25 bin combinations, more than int64 holds."""
-    from features.model.treetable import TreeTables
-
-    rng = np.random.default_rng(1)
-    n_features = len(FEATURE_NAMES)
-    shap_table = rng.normal(size=(n_features, 128, n_features))
-    tables = TreeTables(
-        base=0.5,
-        cond_feature=np.repeat(np.arange(n_features), 7),
-        cond_threshold=np.tile(np.arange(1, 8, dtype=np.float32), n_features),
-        cond_weight=np.tile(2 ** np.arange(7), n_features),
-        tree_start=np.arange(n_features) * 7,
-        shap=shap_table,
-        leaf=shap_table.sum(axis=2),
-    )
-    distinct_rows = rng.integers(0, 9, (300, n_features)).astype(np.float64)
-    distinct_rows[1] = distinct_rows[0]
-    distinct_rows[1, 0] = 8 - distinct_rows[0, 0]  # differs in the key's first (most significant) digit
-    rows = distinct_rows[rng.integers(0, 300, 3000)]
-    keys = tables._bin_keys(rows)
-    assert keys.min() >= 0 and keys.max() < 2**40  # renumbered on the way, not a wrapped mixed-radix key
-    assert len(np.unique(keys)) == len(np.unique(rows, axis=0))
-    _assert_same_bits(tables.contributions(rows), tables._shap_sums(rows, 65_536))
+        _assert_same_bits(tables.margin(rows, chunk=chunk), tables.margin(rows))
 
 
 def test_tree_tables_batch_kernel_adds_what_the_api_path_adds(fitted):

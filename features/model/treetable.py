@@ -8,20 +8,12 @@ table stores those per-tree SHAP values. At prediction time a row's pattern per 
 comparisons, and its SHAP values are a gather and a sum. Because TreeSHAP is additive over the trees of an
 ensemble, the sum equals the ensemble's TreeSHAP values, and ``base + sum`` is the margin, accumulated in
 float64 (XGBoost sums its trees in float32, off by up to ~3e-6 log-odds).
-
-Rows that fall in the same bin of every split feature (the same side of every threshold of every tree) share
-predictions and explanations. For many rows, :meth:`TreeTables.contributions` keys each row by its bins and,
-when the distinct keys are at most ``_DEDUP_MAX_SHARE`` of the rows (a registry file holding the same lines
-from several extracts), explains one representative row per key and copies its values to the others: bit for
-bit the values of explaining every row. Otherwise every row is explained, and the keys cost ~8% of the time
-(the synthetic cohort's 32 k-row batches are ~93% distinct: every tree splits on age or CrCl).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +23,6 @@ from features.encoding import FEATURE_NAMES
 from features.errors import LenriskError
 
 _FEW_ROWS = 64  # up to this many rows, one gather over all trees beats the column-wise loops
-_DEDUP_MAX_SHARE = 0.75  # evaluate one row per bin key if keys are at most this share of rows
 MAX_CONDITIONS = 10  # 2**10 patterns per tree at most (int16 holds 2**15): depth <= 3 gives 7; deeper refused
 
 if MAX_CONDITIONS >= 15:  # 2**15 patterns would overflow int16
@@ -104,11 +95,8 @@ class TreeTables:
         return out
 
     def margin(self, X: np.ndarray, *, chunk: int = 65_536) -> np.ndarray:
-        """Log-odds (float64): base value plus the sum of every tree's SHAP values.
-
-        Many rows: column-wise like :meth:`contributions`, every row (computing the bin keys costs about
-        what evaluating the rows does, so deduplicating never pays here).
-        """
+        """Log-odds (float64): base value plus the sum of every tree's SHAP values (many rows: column-wise
+        like :meth:`contributions`)."""
         if X.shape[0] <= _FEW_ROWS:
             return self.base + self.leaf[np.arange(len(self.tree_start)), self.patterns(X)].sum(axis=1)
         return self.base + self._leaf_sums(X, chunk)
@@ -118,47 +106,11 @@ class TreeTables:
 
         A few rows (the API): one gather over every tree and feature. Many rows (batch): column-wise, one
         vectorised comparison per split condition and one gather per (tree, feature it splits on), a few
-        hundred numpy calls per chunk whatever its size, once per distinct bin key if rows repeat (see
-        :meth:`_on_distinct_rows`). Both add the same float64 table values.
+        hundred numpy calls per chunk whatever its size. Both add the same float64 table values.
         """
         if X.shape[0] <= _FEW_ROWS:
             return self.shap[np.arange(len(self.tree_start)), self.patterns(X)].sum(axis=1)
-        return self._on_distinct_rows(X, lambda rows: self._shap_sums(rows, chunk))
-
-    def _bin_keys(self, X: np.ndarray) -> np.ndarray:
-        """(n,) int64 key per row, equal for two rows iff they have the same bin of every split feature.
-
-        A row's bin for feature f is the number of f's thresholds (over all trees) that ``x_f >= t``
-        passes, compared in float32 as :meth:`patterns` does; NaN passes none, like the comparisons. Equal
-        keys give equal patterns in every tree. Bins are combined in mixed radix; a partial key that could
-        overflow int64 is first renumbered densely (``np.unique``).
-        """
-        key, size = np.zeros(X.shape[0], dtype=np.int64), 1
-        for feature, thresholds in self._thresholds:
-            x = X[:, feature].astype(np.float32)
-            bins = np.zeros(X.shape[0], dtype=np.min_scalar_type(len(thresholds)))
-            for threshold in thresholds:
-                bins += x >= threshold
-            if size * (len(thresholds) + 1) > np.iinfo(np.int64).max:
-                _, key = np.unique(key, return_inverse=True)
-                size = int(key.max()) + 1
-            key *= len(thresholds) + 1
-            key += bins
-            size *= len(thresholds) + 1
-        return key
-
-    def _on_distinct_rows(self, X: np.ndarray, evaluate: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """``evaluate(X)``, computed on one row per distinct :meth:`_bin_keys` key and copied to the others.
-
-        Bit-identical to evaluating every row: a row's values are the same table values added in the same
-        order whatever the other rows. When distinct keys exceed ``_DEDUP_MAX_SHARE`` of the rows, every row
-        is evaluated: above ~80% distinct, copying the representatives and their values back costs about
-        what evaluating fewer rows saves (measured on 32 k and 262 k rows, margins and contributions).
-        """
-        _, first, inverse = np.unique(self._bin_keys(X), return_index=True, return_inverse=True)
-        if len(first) > _DEDUP_MAX_SHARE * X.shape[0]:
-            return evaluate(X)
-        return evaluate(X[first])[inverse]
+        return self._shap_sums(X, chunk)
 
     def _leaf_sums(self, X: np.ndarray, chunk: int) -> np.ndarray:
         """(n,) sum of every tree's SHAP values, column-wise in chunks of rows (the margin without base)."""
@@ -199,14 +151,6 @@ class TreeTables:
             np.greater_equal(XT[feature], threshold, out=above)
             patterns[tree] += np.multiply(above, weight, out=bit)
         return patterns
-
-    @functools.cached_property
-    def _thresholds(self) -> list[tuple[int, np.ndarray]]:
-        """(feature, its sorted distinct float32 thresholds over all trees) for every split feature."""
-        return [
-            (f, np.unique(self.cond_threshold[self.cond_feature == f]))
-            for f in np.unique(self.cond_feature).tolist()
-        ]
 
     @functools.cached_property
     def _conditions(self) -> list[tuple[int, int, np.float32, np.int16]]:
