@@ -74,7 +74,7 @@ def spark_session() -> Iterator[SparkSession]:
     builder = (
         SparkSession.builder.appName("lenrisk-score")
         .config("spark.ui.showConsoleProgress", "false")
-        # the local engine's batch size: Spark's default 10,000-row Arrow batches score ~25% slower
+        # the local engine's batch size: Spark's default 10,000-row Arrow batches score slower (docs/batch.md)
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
     )
     spark = builder.getOrCreate()
