@@ -6,7 +6,10 @@ a plain SHA-256 of a few clinical values is brute-forceable. A failed write rais
 :class:`service.errors.AuditUnavailableError` and the request fails closed.
 
 The same database holds the CDS Hooks JWT ids seen (``lenrisk_cds_jti``), so that every worker and replica
-sharing the store refuses a replayed token (:meth:`AuditLog.first_use`).
+sharing the store refuses a replayed token (:meth:`AuditLog.first_use`), and the CDS Hooks feedback
+(``lenrisk_cds_feedback``: card accepted or overridden, :meth:`AuditLog.write_feedback`). Feedback keeps the
+override reason *coding*, never the clinician's free-text comment (it may carry patient details), only
+whether one was given.
 """
 
 from __future__ import annotations
@@ -26,15 +29,24 @@ import sqlalchemy as sa
 from service.errors import AuditUnavailableError
 
 _METADATA = sa.MetaData()
+
+
+def _request_columns() -> list[sa.Column]:
+    """The columns every request-level table starts with: row id, time, request id, client."""
+    return [
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("request_id", sa.String(64), nullable=False, index=True),
+        sa.Column("client", sa.String(128), nullable=False),
+    ]
+
+
 AUDIT_TABLE = sa.Table(
     "lenrisk_audit",
     _METADATA,
-    sa.Column(
-        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
-    ),
-    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("request_id", sa.String(64), nullable=False, index=True),
-    sa.Column("client", sa.String(128), nullable=False),
+    *_request_columns(),
     sa.Column("route", sa.String(128), nullable=False),
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("model_versions", sa.JSON, nullable=True),
@@ -48,6 +60,18 @@ JTI_TABLE = sa.Table(
     sa.Column("issuer", sa.String(512), primary_key=True),
     sa.Column("jti", sa.String(256), primary_key=True),
     sa.Column("expires", sa.Float, nullable=False, index=True),  # Unix time
+)
+FEEDBACK_TABLE = sa.Table(
+    "lenrisk_cds_feedback",
+    _METADATA,
+    *_request_columns(),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("card", sa.String(128), nullable=False, index=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("accepted_suggestions", sa.JSON, nullable=True),
+    sa.Column("override_reason", sa.JSON, nullable=True),
+    sa.Column("has_user_comment", sa.Boolean, nullable=False),
+    sa.Column("outcome_timestamp", sa.String(64), nullable=False),
 )
 _PURGE_EVERY = 1000  # JWT ids stored between deletions of expired ones
 
@@ -83,6 +107,13 @@ class AuditLog:
         """Insert one audit row; raise :class:`AuditUnavailableError` if it cannot be stored."""
         with self._connection() as conn:
             conn.execute(self._insert, {"time": datetime.now(UTC), **row})
+            conn.commit()
+
+    def write_feedback(self, rows: list[dict[str, Any]]) -> None:
+        """Insert CDS Hooks feedback rows in one transaction; :class:`AuditUnavailableError` if it fails."""
+        now = datetime.now(UTC)
+        with self._connection() as conn:
+            conn.execute(FEEDBACK_TABLE.insert(), [{"time": now, **r} for r in rows])
             conn.commit()
 
     def first_use(self, issuer: str, jti: str, expires: float) -> bool:
@@ -127,10 +158,10 @@ class AuditLog:
                 self._conn.close()
             self._conn = None
 
-    def rows(self) -> list[dict[str, Any]]:
-        """Every audit row, oldest first (for tests and inspection)."""
+    def rows(self, table: sa.Table = AUDIT_TABLE) -> list[dict[str, Any]]:
+        """Every row of ``table`` (audit rows by default), oldest first (for tests and inspection)."""
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(AUDIT_TABLE).order_by(AUDIT_TABLE.c.id))]
+            return [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(table.c.id))]
 
     def close(self) -> None:
         """Close the kept connection and release the pool."""

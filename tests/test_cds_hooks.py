@@ -442,7 +442,7 @@ def test_a_cds_call_is_audited_like_predict(cds):
 
 
 def test_feedback_is_stored(cds):
-    from service.cds.feedback import FeedbackStore
+    from service.audit import FEEDBACK_TABLE
 
     client, post = cds()
     body = {
@@ -470,7 +470,7 @@ def test_feedback_is_stored(cds):
     }
     response = post(f"{SIGN}/feedback", body)
     assert response.status_code == 200, response.text
-    rows = FeedbackStore.rows(client.app.state.audit.engine)
+    rows = client.app.state.audit.rows(FEEDBACK_TABLE)
     assert [r["outcome"] for r in rows] == ["accepted", "overridden"]
     assert rows[1]["override_reason"]["code"] == "protocol-dose" and rows[1]["has_user_comment"]
     assert "free text" not in json.dumps(rows, default=str)

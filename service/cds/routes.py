@@ -15,7 +15,6 @@ from features.record import PatientRecord
 from service.api.deps import CdsClientDep, PredictorDep
 from service.audit import canonical_hmac
 from service.cds import hooks
-from service.cds.feedback import FeedbackStore
 from service.cds.settings import CdsSettings
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -29,7 +28,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 def build_router(cds: CdsSettings) -> APIRouter:
     """The CDS Hooks discovery, service and feedback routes."""
-    store = FeedbackStore()
     router = APIRouter(tags=["cds-hooks"])
 
     @router.get("/cds-services", responses=_ERRORS)
@@ -94,7 +92,7 @@ def build_router(cds: CdsSettings) -> APIRouter:
             }
             for item in body.feedback
         ]
-        store.write(request.app.state.audit.engine, rows)
+        request.app.state.audit.write_feedback(rows)
         return {}
 
     return router
