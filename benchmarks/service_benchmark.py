@@ -29,28 +29,14 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from features.record import EXAMPLE_RECORD, PatientRecord
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-RECORD = {
-    "age": 74,
-    "sex": "male",
-    "regimen": "RVd",
-    "setting": "relapsed_refractory",
-    "start_dose_mg": 25,
-    "crcl_ml_min": 62.0,
-    "dialysis": 0,
-    "ecog": 1,
-    "prior_lines": 2,
-    "comorbidities": ["cardiac"],
-}
-ROW = {k: v for k, v in RECORD.items() if k != "comorbidities"} | {
-    "cm_cardiac": 1,
-    "cm_diabetes": 0,
-    "cm_pulmonary": 0,
-    "cm_hepatic": 0,
-    "cm_vte": 0,
-    "cm_neuropathy": 0,
-}
+RECORD = EXAMPLE_RECORD
+ROW = {k: v for k, v in PatientRecord.model_validate(RECORD).to_row().items() if k != "patient_id"}
 SEQUENTIAL = 1_000
 CONCURRENCY = 16
 

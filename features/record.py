@@ -38,6 +38,22 @@ def _field(name: str, **extra: Any) -> Any:
     return Field(description=desc, **bounds, **extra)
 
 
+#: The example record of the API documentation, the README and the tests: a 74-year-old man starting RVd at
+#: relapse, creatinine clearance 62 mL/min, ECOG 1, two prior lines, heart disease.
+EXAMPLE_RECORD: dict[str, Any] = {
+    "age": 74,
+    "sex": "male",
+    "regimen": "RVd",
+    "setting": "relapsed_refractory",
+    "start_dose_mg": 25,
+    "crcl_ml_min": 62,
+    "dialysis": 0,
+    "ecog": 1,
+    "prior_lines": 2,
+    "comorbidities": ["cardiac"],
+}
+
+
 class PatientRecord(BaseModel):
     """A lenalidomide treatment line as it stands on the day it starts (``shared/contract.md``)."""
 
@@ -45,20 +61,7 @@ class PatientRecord(BaseModel):
         extra="forbid",
         strict=True,
         json_schema_extra={
-            "examples": [
-                {
-                    "age": 74,
-                    "sex": "male",
-                    "regimen": "RVd",
-                    "setting": "relapsed_refractory",
-                    "start_dose_mg": 25,
-                    "crcl_ml_min": 62,
-                    "dialysis": 0,
-                    "ecog": 1,
-                    "prior_lines": 2,
-                    "comorbidities": ["cardiac"],
-                }
-            ],
+            "examples": [EXAMPLE_RECORD],
             # The one cross-field rule, stated in the schema so clients (and schemathesis) can see it.
             "oneOf": [
                 {
