@@ -1,33 +1,38 @@
-"""Shared fixtures: small valid records built from the contract."""
+"""The one shared fixture set: the example record, the session's cohort, models and registry, the app,
+PostgreSQL and the scoring CLI. Plain helper functions are in ``tests/helpers.py``."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from features.record import EXAMPLE_RECORD
 from features.schema import COMORBIDITY_COLUMNS
+from tests.helpers import frame_with_known_effects, registry_service_settings, tracking_uri_variable_kept
+
+if TYPE_CHECKING:  # heavy imports happen in the fixtures that need them
+    import pandas as pd
+
+
+@pytest.fixture(autouse=True)
+def _tracking_uri_variable_restored():
+    """MLFLOW_TRACKING_URI as it was before each test, again after it (see ``tracking_uri_variable_kept``)."""
+    with tracking_uri_variable_kept():
+        yield
 
 
 @pytest.fixture
 def record() -> dict:
-    """One valid API record (a 74-year-old man on RVd, relapsed/refractory, with heart disease)."""
-    return {
-        "age": 74,
-        "sex": "male",
-        "regimen": "RVd",
-        "setting": "relapsed_refractory",
-        "start_dose_mg": 25,
-        "crcl_ml_min": 62.0,
-        "dialysis": 0,
-        "ecog": 1,
-        "prior_lines": 2,
-        "comorbidities": ["cardiac"],
-    }
+    """The example record (``features.record.EXAMPLE_RECORD``): a 74-year-old man starting RVd at relapse,
+    CrCl 62 mL/min, ECOG 1, two prior lines, heart disease. A copy each test may change."""
+    return copy.deepcopy(EXAMPLE_RECORD)
 
 
 @pytest.fixture
@@ -37,41 +42,92 @@ def row(record) -> dict:
     return {**{k: v for k, v in record.items() if k != "comorbidities"}, **flags, "patient_id": "P1"}
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory) -> dict:
-    """A real embedded MLflow store (SQLite) holding version 1 of both models, trained once per session.
+# ----------------------------------------------------------------------- the session's models, trained once
 
-    Small synthetic cohort (2,000 lines, one CV repeat) so the whole session pays a few seconds once.
-    Returns the training settings, the registered versions and the training result.
+
+@pytest.fixture(scope="session")
+def synthetic_source():
+    """How the session's training cohort is generated: 2,000 lines of two settings (maintenance and AL
+    amyloidosis are never seen in training, so the service's not-seen-in-training warnings can be tested)."""
+    from training.card import SyntheticSource
+
+    return SyntheticSource(n=2000, seed=11, settings=("relapsed_refractory", "newly_diagnosed"))
+
+
+@pytest.fixture(scope="session")
+def cohort(synthetic_source) -> pd.DataFrame:
+    """The session's training cohort, validated (outcomes included)."""
+    from features.validate import validate_table
+    from training.cohort.generate import generate_cohort
+
+    s = synthetic_source
+    return validate_table(generate_cohort(s.n, s.seed, s.settings), require_outcomes=True).raise_on_errors()
+
+
+@pytest.fixture(scope="session")
+def trained(cohort, synthetic_source):
+    """Both outcome models trained once per session on :func:`cohort` (one cross-validation repeat)."""
+    from training.pipeline import train
+
+    with tracking_uri_variable_kept():
+        return train(cohort, seed=11, source=synthetic_source.label(), n_repeats=1)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory, trained, synthetic_source) -> dict:
+    """A real embedded MLflow store (SQLite) holding version 1 of both models: :func:`trained`, registered.
+
+    Returns the registry settings, the registered versions, the training result and the store's directory.
     """
     from features.model.registry import RegistrySettings
-    from features.validate import validate_table
-    from training.card import SyntheticSource
-    from training.cohort.generate import generate_cohort
-    from training.pipeline import train
     from training.registry import log_and_register
 
     root = tmp_path_factory.mktemp("mlruns")
     settings = RegistrySettings(mlruns_dir=root, mlflow_tracking_uri=None)
-    source = SyntheticSource(n=2000, seed=11, settings=("relapsed_refractory", "newly_diagnosed"))
-    frame = validate_table(generate_cohort(source.n, source.seed, source.settings)).raise_on_errors()
-    result = train(frame, seed=11, source=source.label(), n_repeats=1)
-    versions = log_and_register(result, settings, synthetic=source)
-    return {"settings": settings, "versions": versions, "result": result, "root": root}
+    with tracking_uri_variable_kept():
+        versions = log_and_register(trained, settings, synthetic=synthetic_source)
+    return {"settings": settings, "versions": versions, "result": trained, "root": root}
+
+
+@pytest.fixture(scope="session")
+def predictor(registry):
+    """The service's predictor (both champions) loaded from the session's registry."""
+    from service.model_store import load_predictor
+    from service.settings import ServiceSettings
+
+    return load_predictor(
+        ServiceSettings(mlruns_dir=registry["root"], mlflow_tracking_uri=registry["settings"].tracking_uri)
+    )
+
+
+@pytest.fixture(scope="session")
+def fitted() -> dict:
+    """A logistic and a boosted discontinuation model (``RiskModel``), cross-validated, Platt-calibrated and
+    fitted on 3,000 rows with a known age and triplet effect (``frame_with_known_effects``)."""
+    from features.encoding import FeatureEncoder
+    from features.model.riskmodel import RiskModel
+    from training.calibration import fit_platt
+    from training.estimators import BoostedSpec, LogisticSpec
+    from training.selection import cross_validate
+
+    frame = frame_with_known_effects(3000, seed=3)
+    encoder = FeatureEncoder().fit(frame)
+    X, y, groups = encoder.transform(frame), frame["y"].to_numpy(), frame["patient_id"].to_numpy()
+    models = {}
+    for spec in (LogisticSpec(), BoostedSpec()):
+        cv = cross_validate(spec, X, y, groups, n_repeats=1, seed=0)
+        calibrator = fit_platt(cv.oof_margin, y)
+        models[spec.name] = RiskModel("discontinuation", encoder, spec.fit(X, y, seed=0), calibrator)
+    return {"frame": frame, "X": X, "y": y, "models": models}
+
+
+# ------------------------------------------------------------------------------------------------ the app
 
 
 @pytest.fixture
 def service_settings(registry, tmp_path):
-    """Service settings reading the session's registry, with a fresh SQLite audit store."""
-    from service.settings import ServiceSettings
-
-    # The tracking URI explicitly: mlflow.set_tracking_uri (during training) also sets MLFLOW_TRACKING_URI in
-    # this process's environment, which would otherwise point the service at the last store trained.
-    return ServiceSettings(
-        mlruns_dir=registry["root"],
-        mlflow_tracking_uri=registry["settings"].tracking_uri,
-        audit_url=f"sqlite:///{tmp_path / 'audit.db'}",
-    )
+    """Service settings on the session's registry (tracking URI pinned), with a fresh SQLite audit store."""
+    return registry_service_settings(registry, f"sqlite:///{tmp_path / 'audit.db'}")
 
 
 def _wait_ready(client, timeout: float) -> None:
@@ -169,11 +225,3 @@ def lenrisk(registry, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     runner = CliRunner()
     return lambda *args: runner.invoke(cli.app, ["score", *map(str, args)])
-
-
-def same_scores(a, b) -> None:
-    """Two scored Arrow tables are equal, column by column, bit for bit (also the explanations: every
-    step of scoring is row by row, whatever the batch size or engine)."""
-    assert a.schema == b.schema
-    for name in a.column_names:
-        assert a[name].equals(b[name]), name

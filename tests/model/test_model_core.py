@@ -1,59 +1,23 @@
-"""The scoring kernel: additivity on the calibrated logit, monotone constraints, safe native artifacts."""
+"""The runtime model's scoring kernel: additivity on the calibrated logit, TreeSHAP equality, safe native
+artifacts, tree tables, and the bulk path agreeing with the explained one.
+
+The models are the session's ``fitted`` fixture (tests/conftest.py); how they are fitted is tested in
+tests/training/test_selection.py.
+"""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import shap
-from scipy.special import expit, logit
+from scipy.special import logit
 
-from features.encoding import FEATURE_NAMES, FeatureEncoder
+from features.encoding import FEATURE_NAMES
 from features.errors import ArtifactError
 from features.model.estimators import BoostedModel
 from features.model.riskmodel import RiskModel
-from features.schema import COMORBIDITY_COLUMNS, REGIMENS, SETTINGS
-from training.calibration import fit_platt
-from training.estimators import BoostedSpec, LogisticSpec
-from training.selection import CVResult, choose, cross_validate, fold_ids
-
-
-def _frame(n: int, seed: int) -> pd.DataFrame:
-    """Contract rows with a known age and triplet effect on the outcome (two lines per patient)."""
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "patient_id": [f"P{i // 2}" for i in range(n)],
-            "age": rng.normal(64, 10, n).clip(18, 100),
-            "sex": rng.choice(["female", "male"], n),
-            "regimen": rng.choice(REGIMENS, n),
-            "setting": rng.choice(SETTINGS, n),
-            "start_dose_mg": rng.choice([5.0, 10.0, 15.0, 25.0], n),
-            "crcl_ml_min": np.where(rng.random(n) < 0.05, np.nan, rng.normal(70, 20, n).clip(5, 250)),
-            "dialysis": (rng.random(n) < 0.03).astype(int),
-            "ecog": np.where(rng.random(n) < 0.2, np.nan, rng.integers(0, 3, n)),
-            "prior_lines": rng.integers(0, 4, n),
-            **{c: (rng.random(n) < 0.1).astype(int) for c in COMORBIDITY_COLUMNS},
-        }
-    )
-    triplet = frame["regimen"].isin(["RCd", "RVd", "KRd", "DRd", "IRd", "ERd", "MPR"])
-    frame["y"] = (rng.random(n) < expit(-1.5 + 0.08 * (frame["age"] - 62) + 1.2 * triplet)).astype(int)
-    return frame
-
-
-@pytest.fixture(scope="module")
-def fitted() -> dict:
-    frame = _frame(3000, seed=3)
-    encoder = FeatureEncoder().fit(frame)
-    X, y, groups = encoder.transform(frame), frame["y"].to_numpy(), frame["patient_id"].to_numpy()
-    models = {}
-    for spec in (LogisticSpec(), BoostedSpec()):
-        cv = cross_validate(spec, X, y, groups, n_repeats=1, seed=0)
-        calibrator = fit_platt(cv.oof_margin, y)
-        models[spec.name] = RiskModel("discontinuation", encoder, spec.fit(X, y, seed=0), calibrator)
-    return {"frame": frame, "X": X, "y": y, "models": models}
 
 
 @pytest.mark.parametrize("family", ["logistic", "xgboost"])
@@ -85,19 +49,6 @@ def test_linear_shap_is_the_closed_form(fitted):
     _, phi = est.contributions(X)
     np.testing.assert_allclose(phi, (X - est.mean) / est.scale * est.coef)
     np.testing.assert_allclose(np.mean(est.contributions(fitted["X"])[1], axis=0), 0, atol=1e-12)
-
-
-@pytest.mark.parametrize("feature", ["age", "n_agents", "ecog", "cm_count"])
-def test_boosted_risk_never_decreases_where_constrained(fitted, feature):
-    model = fitted["models"]["xgboost"]
-    j = FEATURE_NAMES.index(feature)
-    rows = np.repeat(fitted["X"][:100], 30, axis=0)
-    grid = np.tile(np.linspace(fitted["X"][:, j].min(), fitted["X"][:, j].max(), 30), 100)
-    rows[:, j] = grid
-    risk = expit(model.logit_of(rows)).reshape(100, 30)
-    assert (np.diff(risk, axis=1) >= -1e-7).all()
-    if feature == "age":  # the simulated age effect is learned, not just allowed
-        assert (risk[:, -1] - risk[:, 0]).mean() > 0.2
 
 
 def test_artifact_round_trip_and_tamper_detection(fitted, tmp_path):
@@ -132,28 +83,6 @@ def test_logistic_artifact_is_plain_json(fitted, tmp_path):
     np.testing.assert_allclose(
         RiskModel.load(tmp_path).probability(rows), fitted["models"]["logistic"].probability(rows), rtol=1e-15
     )
-
-
-def test_folds_keep_patients_together(fitted):
-    folds = fold_ids(fitted["y"], fitted["frame"]["patient_id"].to_numpy(), seed=0)
-    per_patient = pd.Series(folds).groupby(fitted["frame"]["patient_id"].to_numpy()).nunique()
-    assert per_patient.max() == 1 and set(folds) == {0, 1, 2, 3, 4}
-
-
-def _cv(name: str, losses: list[float]) -> CVResult:
-    arr = np.array(losses)
-    return CVResult(name, arr, arr / 3, np.full(arr.size, 0.7), np.zeros(1), np.zeros(1))
-
-
-def test_one_standard_error_rule():
-    logistic = _cv("logistic", [0.60, 0.61, 0.59, 0.60, 0.62])
-    clearly_better = _cv("xgboost", [0.55, 0.56, 0.54, 0.55, 0.57])
-    barely_better = _cv("xgboost", [0.61, 0.60, 0.58, 0.61, 0.60])
-    assert choose({"logistic": logistic, "xgboost": clearly_better})[0] == "xgboost"
-    chosen, reason = choose({"logistic": logistic, "xgboost": barely_better})
-    assert chosen == "logistic" and "within one standard error" in reason
-    worse = _cv("xgboost", [0.65, 0.66, 0.64, 0.65, 0.67])
-    assert choose({"logistic": logistic, "xgboost": worse})[0] == "logistic"
 
 
 def test_tree_tables_equal_xgboost(fitted):

@@ -29,41 +29,23 @@ from service.errors import ModelLoadError
 from service.model_store import KEY_METRICS, load_predictor
 from service.predictor import FIELDS
 from service.settings import ServiceSettings
+from tests.helpers import registry_service_settings
 from training.cohort.generate import generate_cohort
 
 OUTCOMES = ("discontinuation", "dose_reduction")
 MIB = 1_048_576
 
+pytestmark = pytest.mark.slow  # every test uses the session's trained models (`trained`: ~10 s once)
+
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _settings(registry, audit_url: str, **extra) -> ServiceSettings:
-    """Settings on the session's registry, its tracking URI given explicitly (see ``service_settings``)."""
-    return ServiceSettings(
-        mlruns_dir=registry["root"],
-        mlflow_tracking_uri=registry["settings"].tracking_uri,
-        audit_url=audit_url,
-        **extra,
-    )
-
-
-@pytest.fixture
-def service_settings(registry, tmp_path):
-    """conftest's fixture, pinned to the session registry's tracking URI.
-
-    ``mlflow.set_tracking_uri`` (called whenever a test trains and registers) exports MLFLOW_TRACKING_URI,
-    which ServiceSettings prefers over ``mlruns_dir``: without the explicit URI the app would load the
-    models of whichever store was configured last in this process.
-    """
-    return _settings(registry, f"sqlite:///{tmp_path / 'audit.db'}")
 
 
 @pytest.fixture(scope="module")
 def client(registry, tmp_path_factory):
     """One ready app for the read-only tests of this module (bad input, junk bodies)."""
     audit = tmp_path_factory.mktemp("audit") / "audit.db"
-    settings = _settings(registry, f"sqlite:///{audit}")
+    settings = registry_service_settings(registry, f"sqlite:///{audit}")
     with TestClient(create_app(settings)) as c:
         deadline = time.monotonic() + 60
         while c.get("/readyz").status_code != 200:
@@ -251,7 +233,7 @@ def test_risk_bands_follow_the_configured_cut_points(start_api, api, registry, r
     dr = sorted(r["dose_reduction"]["probability"] for r in default)
     # Cut points placed exactly on served probabilities: the boundary belongs to the upper band.
     bands = {"discontinuation": (disc[13], disc[27]), "dose_reduction": (dr[8], dr[31])}
-    settings = _settings(
+    settings = registry_service_settings(
         registry,
         f"sqlite:///{tmp_path / 'bands.db'}",
         discontinuation_bands=bands["discontinuation"],
@@ -606,7 +588,7 @@ def test_batch_size_is_limited_to_the_configured_maximum(client, start_api, regi
     assert [(i["loc"], i["type"]) for i in over.json()["detail"]] == [(["body", "records"], "too_long")]
     assert "1000" in over.json()["detail"][0]["msg"]
 
-    settings = _settings(registry, f"sqlite:///{tmp_path / 'a.db'}", max_batch_records=3)
+    settings = registry_service_settings(registry, f"sqlite:///{tmp_path / 'a.db'}", max_batch_records=3)
     small = start_api(settings)
     assert small.post("/v1/predict/batch", json={"records": [record] * 3}).status_code == 200
     over = small.post("/v1/predict/batch", json={"records": [record] * 4})
@@ -700,7 +682,7 @@ def test_bodies_over_one_mib_are_413_and_exactly_one_mib_is_served(client, recor
 
 
 def test_a_custom_body_limit_applies_to_declared_and_streamed_bodies(start_api, registry, record, tmp_path):
-    settings = _settings(registry, f"sqlite:///{tmp_path / 'a.db'}", max_body_bytes=2048)
+    settings = registry_service_settings(registry, f"sqlite:///{tmp_path / 'a.db'}", max_body_bytes=2048)
     small = start_api(settings)
     json_type = {"content-type": "application/json"}
 

@@ -221,6 +221,7 @@ def test_every_parameter_is_cited():
         Cited(1.0, "a hunch")
 
 
+@pytest.mark.slow
 def test_a_million_lines_in_under_30_seconds():
     start = time.perf_counter()
     frame = generate_cohort(1_000_000, 1)

@@ -47,6 +47,7 @@ def test_known_deviations_are_reported_not_checked(population):
     assert float(stops.reproduced) == pytest.approx(0.73, abs=0.03)
 
 
+@pytest.mark.slow
 def test_replicate_cohorts_of_107_lines_cover_the_published_intervals():
     rows = {r.quantity: r for r in replicate_comparisons(500, seed=1)}
     assert all(r.passed for r in rows.values() if r.passed is not None)
@@ -66,6 +67,7 @@ def test_a_generator_without_the_triplet_effect_fails_the_check():
     assert rows["discontinued for toxicity (34/107 lines)"].passed is False
 
 
+@pytest.mark.slow
 def test_cli_validate_prints_the_table_and_passes(runner):
     args = ["cohort", "--validate", "--n", "100000", "--replicates", "500", "--seed", "0", "-q"]
     result = runner.invoke(app, args, env={"COLUMNS": "200"})

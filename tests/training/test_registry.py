@@ -1,7 +1,8 @@
 """MLflow logging, registration, aliases, promotion, the pyfunc model and the ``lenrisk train`` CLI.
 
-Everything runs against real, temporary SQLite tracking stores (no mocked MLflow). Training happens once
-per session on small synthetic cohorts with one cross-validation repeat.
+Everything runs against real, temporary SQLite tracking stores (no mocked MLflow). The models are the
+session's (``trained`` in tests/conftest.py: a small synthetic cohort, one cross-validation repeat), plus
+one training here on the same cohort with shuffled outcomes, and the CLI's own end-to-end training.
 """
 
 from __future__ import annotations
@@ -31,15 +32,14 @@ from features.model.registry import (
 )
 from features.model.riskmodel import RiskModel
 from features.schema import OUTCOMES, PREDICTOR_NAMES
-from features.validate import validate_table
 from service.cli import app
-from training.card import DESCRIPTION_LIMIT, SyntheticSource
+from tests.helpers import tracking_uri_variable_kept
+from training.card import DESCRIPTION_LIMIT
 from training.cohort.generate import generate_cohort
 from training.pipeline import TrainingResult, train
 from training.registry import RegisteredVersion, RegistryError, log_and_register, promote
 
 DISC, DR = MODEL_NAMES["discontinuation"], MODEL_NAMES["dose_reduction"]
-SOURCE = SyntheticSource(n=2000, seed=11, settings=("newly_diagnosed", "maintenance", "relapsed_refractory"))
 CARD_SECTIONS = (
     "## Intended use",
     "## Data",
@@ -54,25 +54,18 @@ CARD_SECTIONS = (
 )
 
 
-@pytest.fixture(scope="session")
-def cohort() -> pd.DataFrame:
-    raw = generate_cohort(SOURCE.n, SOURCE.seed, SOURCE.settings)
-    return validate_table(raw, require_outcomes=True).raise_on_errors()
+@pytest.fixture(scope="module")
+def noise_trained(cohort: pd.DataFrame, trained: TrainingResult) -> TrainingResult:
+    """The session's cohort with both outcomes shuffled: pure noise, so a worse cross-validated log loss.
 
-
-@pytest.fixture(scope="session")
-def trained(cohort) -> TrainingResult:
-    return train(cohort, seed=1, source=SOURCE.label(), n_repeats=1)
-
-
-@pytest.fixture(scope="session")
-def noise_trained(cohort) -> TrainingResult:
-    """The same predictors with both outcomes shuffled: pure noise, so a worse cross-validated log loss."""
+    Trained with the session's seed, so both are cross-validated on the same development set and folds.
+    """
     noise = cohort.copy()
     rng = np.random.default_rng(5)
     for column in OUTCOMES.values():
         noise[column] = rng.permutation(noise[column].to_numpy())
-    return train(noise, seed=1, source="noise", n_repeats=1)
+    with tracking_uri_variable_kept():
+        return train(noise, seed=trained.seed, source="noise", n_repeats=1)
 
 
 def _store(tmp_path_factory, name: str) -> RegistrySettings:
@@ -80,12 +73,13 @@ def _store(tmp_path_factory, name: str) -> RegistrySettings:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, trained, noise_trained):
-    """A store with version 1 (real outcomes) and version 2 (noise) of both models."""
+def store(tmp_path_factory, trained, noise_trained, synthetic_source):
+    """A store with version 1 (the session's models, real outcomes) and version 2 (noise) of both models."""
     settings = _store(tmp_path_factory, "mlruns")
-    first = log_and_register(trained, settings, synthetic=SOURCE)
-    open_figures = plt.get_fignums()
-    second = log_and_register(noise_trained, settings)
+    with tracking_uri_variable_kept():
+        first = log_and_register(trained, settings, synthetic=synthetic_source)
+        open_figures = plt.get_fignums()
+        second = log_and_register(noise_trained, settings)
     return settings, {r.name: r for r in first}, {r.name: r for r in second}, open_figures
 
 
@@ -94,6 +88,7 @@ def _client(settings: RegistrySettings) -> MlflowClient:
     return MlflowClient()
 
 
+@pytest.mark.slow
 def test_first_versions_are_champion_and_challenger_and_the_next_challenger_only(store):
     settings, first, second, _ = store
     client = _client(settings)
@@ -104,12 +99,13 @@ def test_first_versions_are_champion_and_challenger_and_the_next_challenger_only
     assert settings.tracking_uri == f"sqlite:///{settings.mlruns_dir.resolve()}/mlflow.db"
 
 
-def test_runs_hold_params_metrics_and_artifacts(store):
+@pytest.mark.slow
+def test_runs_hold_params_metrics_and_artifacts(store, synthetic_source):
     settings, first, _, open_figures = store
     client = _client(settings)
     run = client.get_run(first[DISC].run_id)
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
-    assert parent.data.params["source"] == SOURCE.label()
+    assert parent.data.params["source"] == synthetic_source.label()
     assert {"seed", "n_rows", "n_patients", "lenrisk_version", "synthetic_seed"} <= parent.data.params.keys()
     params, metrics = run.data.params, run.data.metrics
     assert params["chosen_family"] in ("logistic", "xgboost") and params["cv_repeats"] == "1"
@@ -137,6 +133,7 @@ def test_runs_hold_params_metrics_and_artifacts(store):
     assert open_figures == []
 
 
+@pytest.mark.slow
 def test_the_version_description_summarises_the_logged_model_card(store):
     settings, first, _, _ = store
     client = _client(settings)
@@ -150,6 +147,7 @@ def test_the_version_description_summarises_the_logged_model_card(store):
     assert "| sex | male |" in full  # the subgroup table itself
 
 
+@pytest.mark.slow
 def test_the_champion_pyfunc_gives_the_risk_models_probabilities(store, trained, cohort):
     settings, _, _, _ = store
     _client(settings)
@@ -164,6 +162,7 @@ def test_the_champion_pyfunc_gives_the_risk_models_probabilities(store, trained,
     assert partial["probability"].between(0, 1).all()
 
 
+@pytest.mark.slow
 def test_the_pyfunc_refuses_invalid_rows_naming_row_column_and_rule_but_no_value(store, cohort):
     settings, _, _, _ = store
     _client(settings)
@@ -177,6 +176,7 @@ def test_the_pyfunc_refuses_invalid_rows_naming_row_column_and_rule_but_no_value
     assert [(e.row_number, e.column) for e in caught.value.errors] == [(2, "age")]
 
 
+@pytest.mark.slow
 def test_the_logged_model_has_no_pickles_and_its_digest_tag_guards_the_artifact(store, tmp_path):
     settings, first, _, _ = store
     client = _client(settings)
@@ -209,6 +209,7 @@ def test_the_logged_model_has_no_pickles_and_its_digest_tag_guards_the_artifact(
         RiskModel.load(artifact, expected_digest=version.tags[DIGEST_TAG])
 
 
+@pytest.mark.slow
 def test_promote_moves_the_champion_only_when_cv_log_loss_is_no_worse(
     tmp_path_factory, trained, noise_trained
 ):
@@ -296,6 +297,7 @@ def test_cli_refuses_a_one_class_outcome(cli_store, tmp_path):
     assert not cli_store.exists()
 
 
+@pytest.mark.slow
 def test_cli_trains_registers_and_promotes(cli_store):
     args = ["train", "--synthetic", "1500", "--seed", "4", "--setting", "maintenance", "--repeats", "1"]
     result = CliRunner().invoke(app, [*args, "--setting", "newly_diagnosed", "--quiet"])
@@ -316,6 +318,7 @@ def test_cli_needs_exactly_one_data_source(cli_store):
     assert CliRunner().invoke(app, ["train", "--data", "x.csv", "--setting", "maintenance"]).exit_code == 2
 
 
+@pytest.mark.slow
 def test_registered_version_reports_the_promotion_metric(store):
     settings, first, _, _ = store
     registered: RegisteredVersion = first[DISC]

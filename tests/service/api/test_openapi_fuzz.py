@@ -55,6 +55,8 @@ SECURITY_SCHEME = "HTTPBearer"
 CLIENT_KEY = secrets.token_urlsafe(32)
 ADMIN_KEY = secrets.token_urlsafe(32)
 
+pytestmark = pytest.mark.slow  # schemathesis: hundreds of generated requests per operation
+
 
 def fuzz_settings(**overrides: Any) -> ServiceSettings:
     """Service settings with authentication on: one client key and one admin key, as digests."""
@@ -118,7 +120,7 @@ def served_app(start_api, registry, tmp_path):
     """A ready app with authentication on, serving the document the cases come from, behind :data:`SERVED`."""
     settings = fuzz_settings(
         mlruns_dir=registry["root"],
-        mlflow_tracking_uri=None,
+        mlflow_tracking_uri=registry["settings"].tracking_uri,
         audit_url=f"sqlite:///{tmp_path / 'audit.db'}",
     )
     client = start_api(settings)

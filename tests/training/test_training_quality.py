@@ -9,6 +9,8 @@ from features.validate import validate_table
 from training import evaluation
 from training.cohort.generate import generate_cohort
 
+pytestmark = pytest.mark.slow  # every test uses the session's trained models (`trained`: ~10 s once)
+
 
 @pytest.fixture(scope="module")
 def external(registry):

@@ -21,13 +21,7 @@ EXPECTED_FIELDS = len(RECORD_NAMES) + 1  # the contract columns and "note"
 AGE = "not a number; expected a number from 18 to 100"
 REGIMEN = "unknown value; expected one of R, Rd, RCd, RVd, KRd, DRd, IRd, ERd, MPR"
 
-
-@pytest.fixture(scope="module")
-def predictor(registry):
-    from service.model_store import load_predictor
-    from service.settings import ServiceSettings
-
-    return load_predictor(ServiceSettings(mlruns_dir=registry["root"]))
+pytestmark = pytest.mark.slow  # every test uses the session's trained models (`trained`: ~10 s once)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from features.record import PatientRecord
 from service.audit import AuditLog
 from service.security import digest
 from service.settings import ServiceSettings
+from tests.helpers import tracking_uri_variable_kept
 from training.registry import log_and_register
 
 CLIENT_KEY, ADMIN_KEY = "reload-client-key", "reload-admin-key"
@@ -36,6 +37,7 @@ CLIENT = {"Authorization": f"Bearer {CLIENT_KEY}"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 OUTCOMES = tuple(MODEL_NAMES)
 SHIFT = 0.8
+pytestmark = pytest.mark.slow  # three registrations for the module's store, alias polls that wait
 
 
 def _shifted(result):
@@ -51,18 +53,19 @@ def _shifted(result):
 
 
 @pytest.fixture(scope="module")
-def store(registry, tmp_path_factory):
+def store(trained, tmp_path_factory):
     """This module's registry: versions 1, 2 (shifted) and 3 (wrong digest tag) of both models."""
     root = tmp_path_factory.mktemp("reload-mlruns")
     settings = RegistrySettings(mlruns_dir=root, mlflow_tracking_uri=None)
     previous_uri = mlflow.get_tracking_uri()
-    base, shifted = registry["result"], _shifted(registry["result"])
-    try:
-        log_and_register(base, settings)
-        log_and_register(shifted, settings)
-        log_and_register(base, settings)
-    finally:
-        mlflow.set_tracking_uri(previous_uri)
+    base, shifted = trained, _shifted(trained)
+    with tracking_uri_variable_kept():
+        try:
+            log_and_register(base, settings)
+            log_and_register(shifted, settings)
+            log_and_register(base, settings)
+        finally:
+            mlflow.set_tracking_uri(previous_uri)
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     for name in MODEL_NAMES.values():
         assert client.get_model_version(name, "3").tags[DIGEST_TAG] != "0" * 64

@@ -24,6 +24,7 @@ from service.cli import app as cli
 from service.cli.serve import _is_loopback
 from service.security import digest
 from service.settings import ServiceSettings
+from tests.helpers import registry_service_settings
 
 CLIENT_KEY, ADMIN_KEY = "client-key-Zq81", "admin-key-Lw27"
 CLIENT = {"Authorization": f"Bearer {CLIENT_KEY}"}
@@ -33,11 +34,10 @@ JSON = {"content-type": "application/json"}
 
 
 def _settings(registry, audit_url: str, **extra) -> ServiceSettings:
-    return ServiceSettings(
-        mlruns_dir=registry["root"],
-        # Explicit: training in this process exports MLFLOW_TRACKING_URI, which would otherwise win.
-        mlflow_tracking_uri=registry["settings"].tracking_uri,
-        audit_url=audit_url,
+    """Settings on the session's registry with one client key, one admin key and a known audit HMAC key."""
+    return registry_service_settings(
+        registry,
+        audit_url,
         api_keys={"clinic-a": digest(CLIENT_KEY)},
         admin_keys={"ops": digest(ADMIN_KEY)},
         audit_hmac_key=HMAC_KEY,
@@ -72,6 +72,7 @@ def _hmac(*records: dict) -> str:
 # --------------------------------------------------------------------------------------------- API keys
 
 
+@pytest.mark.slow  # the session's trained models
 def test_predictions_need_a_valid_key(keyed, record):
     assert keyed.post("/v1/predict", json=record, headers=CLIENT).status_code == 200
     assert keyed.post("/v1/predict", json=record, headers=ADMIN).status_code == 200
@@ -99,6 +100,7 @@ def test_predictions_need_a_valid_key(keyed, record):
         assert keyed.get(path).status_code == 200, path
 
 
+@pytest.mark.slow  # the session's trained models
 def test_keys_are_configured_as_digests_only(registry):
     with pytest.raises(ValidationError, match="SHA-256"):
         ServiceSettings(mlruns_dir=registry["root"], api_keys={"clinic-a": CLIENT_KEY})
@@ -110,6 +112,7 @@ def test_keys_are_configured_as_digests_only(registry):
     assert settings.auth_enabled and CLIENT_KEY not in settings.model_dump_json()
 
 
+@pytest.mark.slow  # the session's trained models
 def test_only_admin_keys_may_reload(keyed):
     assert keyed.post("/v1/admin/reload").status_code == 401
     forbidden = keyed.post("/v1/admin/reload", headers=CLIENT)
@@ -228,12 +231,14 @@ def _check_audit(rows: list[dict], seen, record: dict, started: datetime) -> Non
         assert (row["model_versions"], row["input_hmac"], row["outputs"]) == (None, None, None)
 
 
+@pytest.mark.slow  # the session's trained models
 def test_every_prediction_request_writes_exactly_one_audit_row(keyed, audit_url, record):
     started = datetime.now(UTC)
     seen = _exercise(keyed, record)
     _check_audit(_rows(audit_url), seen, record, started)
 
 
+@pytest.mark.slow  # the session's trained models
 def test_the_input_hmac_is_canonical_and_keyed(start_api, registry, audit_url, tmp_path, record):
     client = start_api(_settings(registry, audit_url))
     flags = {k: v for k, v in record.items() if k != "comorbidities"}
@@ -243,11 +248,8 @@ def test_the_input_hmac_is_canonical_and_keyed(start_api, registry, audit_url, t
         assert client.post("/v1/predict", json=body, headers=CLIENT).status_code == 200
     assert client.post("/v1/predict", json={**record, "age": 74.5}, headers=CLIENT).status_code == 200
     other_key = start_api(  # no HMAC key configured: a random one per process
-        ServiceSettings(
-            mlruns_dir=registry["root"],
-            mlflow_tracking_uri=registry["settings"].tracking_uri,
-            audit_url=f"sqlite:///{tmp_path / 'other.db'}",
-            api_keys={"clinic-a": digest(CLIENT_KEY)},
+        registry_service_settings(
+            registry, f"sqlite:///{tmp_path / 'other.db'}", api_keys={"clinic-a": digest(CLIENT_KEY)}
         )
     )
     assert other_key.post("/v1/predict", json=record).status_code == 401  # keys still required
@@ -267,6 +269,8 @@ def postgres_url(postgres_database):
     return postgres_database.replace("postgresql://", "postgresql+psycopg2://")
 
 
+@pytest.mark.slow  # PostgreSQL, and the session's trained models
+@pytest.mark.external
 def test_the_audit_trail_in_postgresql(postgres_url, start_api, registry, record):
     client = start_api(_settings(registry, postgres_url))
     started = datetime.now(UTC)
@@ -289,6 +293,7 @@ def test_the_audit_trail_in_postgresql(postgres_url, start_api, registry, record
 # --------------------------------------------------------------------------------------- fail closed
 
 
+@pytest.mark.slow  # the session's trained models
 def test_predictions_fail_closed_when_the_audit_store_fails(start_api, registry, audit_url, tmp_path, record):
     client = start_api(_settings(registry, audit_url))
     assert client.post("/v1/predict", json=record, headers=CLIENT).status_code == 200
@@ -316,6 +321,7 @@ def test_predictions_fail_closed_when_the_audit_store_fails(start_api, registry,
     assert [r["request_id"] for r in _rows(audit_url)] == [recovered.headers["X-Request-ID"]]
 
 
+@pytest.mark.slow  # the session's trained models
 def test_an_unreachable_audit_store_at_startup_serves_no_prediction(start_api, registry, tmp_path, record):
     missing = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'audit.db'}"
     try:
@@ -331,8 +337,10 @@ def test_an_unreachable_audit_store_at_startup_serves_no_prediction(start_api, r
 # ------------------------------------------------------------------------------------ no PHI anywhere
 
 PATIENT_ID, MRN = "PHI-CANARY-7f3a", "MRN-CANARY-991"
-DISTINCTIVE = {"age": 83.17, "crcl_ml_min": 47.93, "start_dose_mg": 12.35}
-CANARIES = (PATIENT_ID, MRN, "83.17", "47.93", "12.35")
+# Six significant digits: no log line prints a coincidentally equal number (SQLAlchemy's "[cached since
+# 47.93s ago]" once matched a four-digit canary).
+DISTINCTIVE = {"age": 83.1717, "crcl_ml_min": 47.9317, "start_dose_mg": 12.3517}
+CANARIES = (PATIENT_ID, MRN, "83.1717", "47.9317", "12.3517")
 
 
 @pytest.fixture
@@ -354,6 +362,7 @@ def all_logs(caplog):
             lg.removeHandler(caplog.handler)
 
 
+@pytest.mark.slow  # the session's trained models
 def test_no_patient_values_or_ids_in_logs_or_error_bodies(
     all_logs, capfd, start_api, registry, audit_url, record
 ):
@@ -407,7 +416,9 @@ def test_no_patient_values_or_ids_in_logs_or_error_bodies(
             assert canary not in repr(row), canary
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=[pytest.mark.slow, pytest.mark.external])]
+)
 def test_jwt_ids_are_first_used_once_per_store_until_they_expire(backend, tmp_path, request):
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     if backend == "postgresql":  # as LENRISK_AUDIT_URL=postgresql://... is read: the installed driver

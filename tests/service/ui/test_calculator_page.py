@@ -35,8 +35,10 @@ from service.api.app import create_app
 from service.security import digest
 from service.settings import ServiceSettings
 from service.ui.routes import ASSETS, label
+from tests.helpers import REPO_ROOT, registry_service_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # every test uses the session's trained models (`trained`: ~10 s once)
+
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = Path(os.environ.get("LENRISK_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -69,12 +71,7 @@ EXTERNAL = re.compile(
 
 
 def _settings(registry: dict, tmp: Path, **overrides) -> ServiceSettings:
-    return ServiceSettings(
-        mlruns_dir=registry["root"],
-        mlflow_tracking_uri=registry["settings"].tracking_uri,
-        audit_url=f"sqlite:///{tmp / 'audit.db'}",
-        **overrides,
-    )
+    return registry_service_settings(registry, f"sqlite:///{tmp / 'audit.db'}", **overrides)
 
 
 # ---- the page as served --------------------------------------------------------------------------------
@@ -227,6 +224,7 @@ def _shown(probability: float) -> str:
     return f"{probability * 100:.1f}%"
 
 
+@pytest.mark.external
 def test_calculator_matches_the_api_and_shows_field_errors(page, live):
     page.goto(f"{live}/")
     page.locator("#about-models").get_by_text("AUC", exact=False).first.wait_for()
@@ -281,6 +279,7 @@ def test_calculator_matches_the_api_and_shows_field_errors(page, live):
     assert page.problems == []
 
 
+@pytest.mark.external
 def test_calculator_with_authentication_on_explains_access(page, registry, tmp_path):
     settings = _settings(registry, tmp_path, api_keys={"clinic": digest(secrets.token_urlsafe(32))})
     with _serve(settings, ready=False) as base:

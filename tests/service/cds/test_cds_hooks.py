@@ -17,7 +17,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from test_cds_mapping import (
+
+from tests.service.cds.fhir_builders import (
     PID,
     condition,
     full_prefetch,
@@ -31,6 +32,8 @@ BASE = "http://testserver"
 ISSUER = "https://ehr.example.org"
 SIGN = "/cds-services/lenalidomide-tolerance"
 SELECT = "/cds-services/lenalidomide-tolerance-select"
+
+pytestmark = pytest.mark.slow  # every test uses the session's trained models (`trained`: ~10 s once)
 
 
 @pytest.fixture(scope="module")

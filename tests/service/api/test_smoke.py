@@ -9,6 +9,8 @@ import pytest
 
 from features.record import PatientRecord
 
+pytestmark = pytest.mark.slow  # every test uses the session's trained models (`trained`: ~10 s once)
+
 
 def test_predict_matches_the_registered_models(registry, api, record):
     response = api.post("/v1/predict", json=record)

@@ -1,7 +1,8 @@
-"""Training and registration against a real PostgreSQL tracking store.
+"""Registration against a real PostgreSQL tracking store.
 
 Uses the local server (127.0.0.1:5432, trust auth, user postgres) and a fresh database dropped afterwards.
-The ``postgres_database`` fixture (tests/conftest.py) starts a server that is down and never skips.
+The ``postgres_database`` fixture (tests/conftest.py) starts a server that is down and never skips. What is
+registered is the session's training result (``trained``): the point here is the PostgreSQL store.
 """
 
 from __future__ import annotations
@@ -11,20 +12,19 @@ from contextlib import closing
 import mlflow
 import numpy as np
 import psycopg2
+import pytest
 from mlflow import MlflowClient
 
 from features.model.registry import CHALLENGER, CHAMPION, DIGEST_TAG, MODEL_NAMES, RegistrySettings
 from features.schema import PREDICTOR_NAMES
-from features.validate import validate_table
-from training.cohort.generate import generate_cohort
-from training.pipeline import train
 from training.registry import log_and_register
 
+pytestmark = [pytest.mark.slow, pytest.mark.external]
 
-def test_train_and_register_against_postgresql(postgres_database, tmp_path):
+
+def test_register_against_postgresql(postgres_database, trained, cohort, tmp_path):
     database = postgres_database
-    cohort = validate_table(generate_cohort(1500, 21), require_outcomes=True).raise_on_errors()
-    result = train(cohort, seed=2, source="postgres test", n_repeats=1)
+    result = trained
     settings = RegistrySettings(mlflow_tracking_uri=database, mlruns_dir=tmp_path)
 
     registered = log_and_register(result, settings)

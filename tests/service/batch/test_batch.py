@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.csv as pv
 import pyarrow.parquet as pq
 import pytest
-from conftest import same_scores
 
 from features.encoding import FeatureEncoder
 from features.model.riskmodel import RiskModel
@@ -31,21 +30,16 @@ from service.batch.publish import ReconciliationError, RunSummary, sha256_file
 from service.batch.read import BATCH_ROWS
 from service.batch.score import Explain, Scored
 from service.predictor import FIELDS, LoadedModel, Predictor
+from tests.helpers import same_scores
 from training.calibration import fit_platt
 from training.cohort.generate import generate_cohort
 from training.estimators import BoostedSpec
 
-
-@pytest.fixture(scope="module")
-def predictor(registry):
-    from service.model_store import load_predictor
-    from service.settings import ServiceSettings
-
-    return load_predictor(ServiceSettings(mlruns_dir=registry["root"]))
+pytestmark = pytest.mark.slow  # every test uses the session's trained models (`trained`: ~10 s once)
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory) -> pd.DataFrame:
+def csv_lines(tmp_path_factory) -> pd.DataFrame:
     """120 generated lines (outcomes included) and an extra column, as CSV cells (strings, "" if empty)."""
     frame = generate_cohort(120, seed=3)
     frame.insert(1, "site", [f" site-{i % 4} " for i in range(len(frame))])
@@ -78,14 +72,14 @@ def api_record(row: pd.Series) -> dict:
     return record
 
 
-def test_a_row_scored_in_batch_equals_the_same_record_sent_to_the_api(predictor, api, cohort, tmp_path):
+def test_a_row_scored_in_batch_equals_the_same_record_sent_to_the_api(predictor, api, csv_lines, tmp_path):
     source = tmp_path / "lines.csv"
-    cohort.head(30).to_csv(source, index=False)
+    csv_lines.head(30).to_csv(source, index=False)
     out = {}
     for mode in Explain:
         run(predictor, source, tmp_path / f"{mode}.csv", explain=mode)
         out[mode] = read_csv(tmp_path / f"{mode}.csv")
-    clean = validate_table(cohort.head(30)).clean
+    clean = validate_table(csv_lines.head(30)).clean
     for i in range(30):
         answer = api.post("/v1/predict", json=api_record(clean.iloc[i])).json()
         for o in OUTCOMES:
@@ -105,9 +99,10 @@ def test_a_row_scored_in_batch_equals_the_same_record_sent_to_the_api(predictor,
 
 
 @pytest.fixture(scope="module")
-def boosted(predictor) -> Predictor:
-    """Boosted models for both outcomes, trained in-process (the session's registry holds linear ones)."""
-    frame = validate_table(generate_cohort(1500, seed=9)).raise_on_errors()
+def boosted(predictor, cohort) -> Predictor:
+    """Boosted models for both outcomes, trained in-process on the session's cohort (the session's registry
+    holds linear ones)."""
+    frame = cohort
     encoder = FeatureEncoder().fit(frame)
     X = encoder.transform(frame)
     models = {}
@@ -119,12 +114,12 @@ def boosted(predictor) -> Predictor:
     return Predictor(models, predictor.bands)
 
 
-def test_a_boosted_champion_scores_in_batch_as_predict_rows(boosted, cohort, tmp_path):
-    cohort.to_csv(tmp_path / "lines.csv", index=False)
+def test_a_boosted_champion_scores_in_batch_as_predict_rows(boosted, csv_lines, tmp_path):
+    csv_lines.to_csv(tmp_path / "lines.csv", index=False)
     for mode in (Explain.ALL, Explain.NONE):
         run(boosted, tmp_path / "lines.csv", tmp_path / f"{mode}.csv", explain=mode)
     explained, fast = read_csv(tmp_path / "all.csv"), read_csv(tmp_path / "none.csv")
-    clean = validate_table(cohort).clean
+    clean = validate_table(csv_lines).clean
     rows = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in clean.to_dict("records")]
     for i, prediction in enumerate(boosted.predict_rows(rows)):  # what /v1/predict answers
         for o, answer in prediction.outcomes.items():
@@ -135,9 +130,9 @@ def test_a_boosted_champion_scores_in_batch_as_predict_rows(boosted, cohort, tmp
             assert abs(fast[f"risk_{o}"][i] - answer.probability) < 1e-12  # tree sums, not SHAP sums
 
 
-def test_output_carries_every_input_column_unchanged_then_the_scores(predictor, cohort, tmp_path):
+def test_output_carries_every_input_column_unchanged_then_the_scores(predictor, csv_lines, tmp_path):
     source = tmp_path / "lines.csv"
-    raw = cohort.copy()
+    raw = csv_lines.copy()
     raw.loc[4, "age"] = " 71.5 "  # valid after stripping; carried through as written
     raw.to_csv(source, index=False)
     run(predictor, source, tmp_path / "scored.csv", explain=Explain.TOP3)
@@ -163,7 +158,7 @@ def test_output_carries_every_input_column_unchanged_then_the_scores(predictor, 
     assert set(as_text["model_version_discontinuation"]) == {predictor.models["discontinuation"].version}
 
 
-def test_parquet_keeps_the_input_types_and_matches_csv_scores(predictor, cohort, tmp_path):
+def test_parquet_keeps_the_input_types_and_matches_csv_scores(predictor, csv_lines, tmp_path):
     typed = generate_cohort(120, seed=3)
     typed.insert(1, "site", pd.array(range(len(typed)), dtype="int32"))
     typed.to_parquet(tmp_path / "lines.parquet", index=False)
@@ -184,8 +179,8 @@ def test_parquet_keeps_the_input_types_and_matches_csv_scores(predictor, cohort,
         )
 
 
-def test_manifest_records_counts_hashes_and_models(predictor, cohort, tmp_path):
-    bad = cohort.copy()
+def test_manifest_records_counts_hashes_and_models(predictor, csv_lines, tmp_path):
+    bad = csv_lines.copy()
     bad.loc[[2, 9], "regimen"] = "XYZ"
     bad.loc[9, "age"] = "old"
     bad.to_csv(tmp_path / "lines.csv", index=False)
@@ -214,9 +209,9 @@ def test_manifest_records_counts_hashes_and_models(predictor, cohort, tmp_path):
     assert pq.read_metadata(tmp_path / "scored.parquet").num_rows == 118
     regimen = "unknown value; expected one of R, Rd, RCd, RVd, KRd, DRd, IRd, ERd, MPR"
     assert read_csv(rejects).values.tolist() == [
-        [3, cohort.patient_id[2], "regimen", regimen],
-        [10, cohort.patient_id[9], "age", "not a number; expected a number from 18 to 100"],
-        [10, cohort.patient_id[9], "regimen", regimen],
+        [3, csv_lines.patient_id[2], "regimen", regimen],
+        [10, csv_lines.patient_id[9], "age", "not a number; expected a number from 18 to 100"],
+        [10, csv_lines.patient_id[9], "regimen", regimen],
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "lines.csv",
@@ -228,12 +223,12 @@ def test_manifest_records_counts_hashes_and_models(predictor, cohort, tmp_path):
 
 @pytest.mark.parametrize(("suffix", "models"), [(".csv", "predictor"), (".parquet", "boosted")])
 def test_rerun_gives_identical_content_and_batch_size_does_not_matter(
-    request, cohort, tmp_path, suffix, models
+    request, csv_lines, tmp_path, suffix, models
 ):
     predictor = request.getfixturevalue(
         models
     )  # boosted: one 115-row chunk (column-wise tables) vs 7-row ones
-    bad = cohort.copy()
+    bad = csv_lines.copy()
     bad.loc[[0, 7, 8, 64, 119], "sex"] = "Male"
     bad.to_csv(tmp_path / "lines.csv", index=False)
     outputs = [tmp_path / f"a{suffix}", tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"]
@@ -252,8 +247,8 @@ def test_rerun_gives_identical_content_and_batch_size_does_not_matter(
     assert rejects_1 == rejects_3
 
 
-def test_a_failing_run_leaves_the_previous_files_untouched(predictor, cohort, tmp_path, monkeypatch):
-    cohort.to_csv(tmp_path / "lines.csv", index=False)
+def test_a_failing_run_leaves_the_previous_files_untouched(predictor, csv_lines, tmp_path, monkeypatch):
+    csv_lines.to_csv(tmp_path / "lines.csv", index=False)
     output = tmp_path / "scored.csv"
     output.write_text("previous run\n")
     calls = []
@@ -275,8 +270,8 @@ def test_a_failing_run_leaves_the_previous_files_untouched(predictor, cohort, tm
     ]  # no temporary files left
 
 
-def test_counts_that_do_not_reconcile_publish_nothing(predictor, cohort, tmp_path, monkeypatch):
-    cohort.to_csv(tmp_path / "lines.csv", index=False)
+def test_counts_that_do_not_reconcile_publish_nothing(predictor, csv_lines, tmp_path, monkeypatch):
+    csv_lines.to_csv(tmp_path / "lines.csv", index=False)
     original = local.score_chunk
 
     def losing_a_row(*args):
@@ -289,6 +284,7 @@ def test_counts_that_do_not_reconcile_publish_nothing(predictor, cohort, tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["lines.csv"]
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_no_output_under_the_final_names(registry, tmp_path):
     generate_cohort(3000, seed=4).to_parquet(tmp_path / "lines.parquet", index=False)
     script = textwrap.dedent(
@@ -323,8 +319,8 @@ def test_a_killed_run_leaves_no_output_under_the_final_names(registry, tmp_path)
     assert all(name.startswith((".scored.csv.", ".scored.rejects.csv.")) for name in names[:2])
 
 
-def test_cli_scores_a_file_and_prints_the_reconciled_counts(lenrisk, cohort, tmp_path):
-    bad = cohort.copy()
+def test_cli_scores_a_file_and_prints_the_reconciled_counts(lenrisk, csv_lines, tmp_path):
+    bad = csv_lines.copy()
     bad.loc[5, "prior_lines"] = "-1"
     bad.to_csv(tmp_path / "lines.csv", index=False)
     result = lenrisk("--input", tmp_path / "lines.csv", "--output", tmp_path / "out.parquet", "--quiet")
@@ -340,8 +336,8 @@ def test_cli_scores_a_file_and_prints_the_reconciled_counts(lenrisk, cohort, tmp
     assert json.loads((tmp_path / "out.csv.manifest.json").read_text())["rejects"]["path"] == rejects.name
 
 
-def test_cli_unknown_alias_exits_2_before_any_output(lenrisk, cohort, tmp_path):
-    cohort.to_csv(tmp_path / "lines.csv", index=False)
+def test_cli_unknown_alias_exits_2_before_any_output(lenrisk, csv_lines, tmp_path):
+    csv_lines.to_csv(tmp_path / "lines.csv", index=False)
     result = lenrisk(
         "--input", tmp_path / "lines.csv", "--output", tmp_path / "out.csv", "--model-alias", "nope"
     )

@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.csv as pv
 import pyarrow.parquet as pq
 import pytest
-from conftest import same_scores
 from typer.testing import CliRunner
 
 from features.errors import FileFormatError
@@ -23,10 +22,15 @@ from service.batch.local import prepare_run, score_file
 from service.batch.publish import sha256_file
 from service.batch.score import Explain
 from service.batch.spark import score_file_spark
+from tests.helpers import same_scores
 from training.cohort.generate import generate_cohort
 
 N = 300
-pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
+    pytest.mark.slow,
+    pytest.mark.external,  # Java: Spark runs in a JVM
+]
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +52,6 @@ def spark():
         session.sparkContext.setLogLevel("ERROR")
         yield session
         session.stop()
-
-
-@pytest.fixture(scope="module")
-def predictor(registry):
-    from service.model_store import load_predictor
-    from service.settings import ServiceSettings
-
-    return load_predictor(ServiceSettings(mlruns_dir=registry["root"]))
 
 
 @pytest.fixture(scope="module")
