@@ -95,20 +95,27 @@ class StagedFile:
 
 
 @contextmanager
-def atomic_write(path: Path, mode: str = "xb", *, durable: bool = True) -> Iterator[IO[Any]]:
-    """A new file to write ``path`` through: published when the block ends, removed if it raises.
+def atomic_path(path: Path, *, durable: bool = True) -> Iterator[Path]:
+    """A temporary path to write ``path`` through: published when the block ends, removed if it raises.
 
     Readers see the old file or the new one, never a part; ``durable`` adds the fsyncs that keep it so across
-    a crash (scratch files skip them). Text modes write UTF-8.
+    a crash (scratch files skip them).
     """
     staged = StagedFile(path)
     try:
-        with staged.tmp.open(mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
+        yield staged.tmp
         staged.publish(durable=durable)
     except BaseException:
         staged.discard()
         raise
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "xb", *, durable: bool = True) -> Iterator[IO[Any]]:
+    """:func:`atomic_path` as an open file (text modes write UTF-8)."""
+    encoding = {} if "b" in mode else {"encoding": "utf-8"}
+    with atomic_path(path, durable=durable) as tmp, tmp.open(mode, **encoding) as f:
+        yield f
 
 
 def sync_folder(folder: Path) -> None:

@@ -31,14 +31,14 @@ from service.errors import AuditUnavailableError
 _METADATA = sa.MetaData()
 
 
-def _request_columns() -> list[sa.Column]:
+def _request_columns(*, index_request_id: bool) -> list[sa.Column]:
     """The columns every request-level table starts with: row id, time, request id, client."""
     return [
         sa.Column(
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
         ),
         sa.Column("time", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("request_id", sa.String(64), nullable=False, index=True),
+        sa.Column("request_id", sa.String(64), nullable=False, index=index_request_id),
         sa.Column("client", sa.String(128), nullable=False),
     ]
 
@@ -46,7 +46,7 @@ def _request_columns() -> list[sa.Column]:
 AUDIT_TABLE = sa.Table(
     "lenrisk_audit",
     _METADATA,
-    *_request_columns(),
+    *_request_columns(index_request_id=True),
     sa.Column("route", sa.String(128), nullable=False),
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("model_versions", sa.JSON, nullable=True),
@@ -64,7 +64,7 @@ JTI_TABLE = sa.Table(
 FEEDBACK_TABLE = sa.Table(
     "lenrisk_cds_feedback",
     _METADATA,
-    *_request_columns(),
+    *_request_columns(index_request_id=False),
     sa.Column("service_id", sa.String(64), nullable=False),
     sa.Column("card", sa.String(128), nullable=False, index=True),
     sa.Column("outcome", sa.String(16), nullable=False),
@@ -112,7 +112,7 @@ class AuditLog:
     def write_feedback(self, rows: list[dict[str, Any]]) -> None:
         """Insert CDS Hooks feedback rows in one transaction; :class:`AuditUnavailableError` if it fails."""
         now = datetime.now(UTC)
-        with self._connection() as conn:
+        with self._connection("feedback store") as conn:
             conn.execute(FEEDBACK_TABLE.insert(), [{"time": now, **r} for r in rows])
             conn.commit()
 
@@ -140,7 +140,7 @@ class AuditLog:
             return renewed.rowcount == 1
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[sa.Connection]:
+    def _connection(self, store: str = "audit store") -> Iterator[sa.Connection]:
         """The kept connection, under the lock; a database error drops it: AuditUnavailableError."""
         with self._lock:
             try:
@@ -149,7 +149,7 @@ class AuditLog:
                 yield self._conn
             except sa.exc.SQLAlchemyError as err:
                 self._drop_connection()
-                raise AuditUnavailableError(f"audit store unavailable: {type(err).__name__}") from err
+                raise AuditUnavailableError(f"{store} unavailable: {type(err).__name__}") from err
 
     def _drop_connection(self) -> None:
         if self._conn is not None:

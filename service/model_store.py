@@ -89,8 +89,8 @@ def load_predictor(settings: ServiceSettings, versions: dict[str, str] | None = 
                     tracking_uri=settings.tracking_uri,
                 )
                 model = RiskModel.load(Path(path) / "artifacts" / "risk_model", expected_digest=digest)
-                card = Path(client.download_artifacts(mv.run_id, MODEL_CARD_ARTIFACT, tmp)).read_text()
-            metrics = client.get_run(mv.run_id).data.metrics
+                card = _model_card(client, mv, tmp)
+            metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
         except ModelLoadError:
             raise
         except Exception as err:
@@ -114,6 +114,18 @@ def load_predictor(settings: ServiceSettings, versions: dict[str, str] | None = 
             f"the loaded models failed their warm-up prediction: {type(err).__name__}"
         ) from err
     return predictor
+
+
+def _model_card(client, version, folder: str) -> str:
+    """The model card logged with the version's training run; its registry description if there is none."""
+    from mlflow.exceptions import MlflowException
+
+    if version.run_id:
+        try:
+            return Path(client.download_artifacts(version.run_id, MODEL_CARD_ARTIFACT, folder)).read_text()
+        except (MlflowException, OSError):  # not logged (a version registered by other means)
+            pass
+    return version.description or ""
 
 
 def warm(predictor: Predictor) -> None:

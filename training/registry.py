@@ -14,6 +14,7 @@ contract only (:func:`runtime_code`).
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import math
 import modulefinder
 import os
@@ -34,7 +35,6 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_
 from mlflow.types import ColSpec, Schema
 
 from features.errors import LenriskError
-from features.model import pyfunc
 from features.model.registry import (
     CHALLENGER,
     CHAMPION,
@@ -57,8 +57,9 @@ from training.cohort.params import parameter_sources
 from training.pipeline import OutcomeResult, TrainingResult
 from training.selection import N_SPLITS
 
-#: The logged model's code: this file, run by MLflow on load (models from code).
-PYFUNC_CODE = Path(pyfunc.__file__)
+#: The logged model's code, run by MLflow on load (models from code); located, not imported (importing it
+#: would declare the model to MLflow in this process).
+PYFUNC_CODE = Path(importlib.util.find_spec("features.model.pyfunc").origin)
 #: Import names of everything the logged model runs on, pinned to their installed distributions.
 MODEL_IMPORTS = ("mlflow", "numpy", "pandas", "pyarrow", "scipy", "xgboost")
 _MLFLOW_TYPES = {Kind.NUMBER: "double", Kind.INTEGER: "long", Kind.BINARY: "long"}

@@ -1,10 +1,11 @@
 """The HTTP answer to every error, in one table: domain error type -> status, headers and body.
 
-The JSON API, CDS Hooks and the calculator raise named domain errors and never build error responses
-themselves. Bodies are ``{"detail": ...}`` and never quote a submitted value: contract violations list the
-field path and the rule; FastAPI's own validation errors are rewritten the same way (its default handler
-echoes the input). Anything unexpected is logged with the request id only and answered with a generic 500.
-An error type missing from :data:`STATUS` takes the entry of its nearest listed base class.
+The JSON API and CDS Hooks raise named domain errors and never build error responses themselves (the
+calculator's static files answer FastAPI's own 404). Bodies are ``{"detail": ...}`` and never quote a
+submitted value: contract violations list the field path and the rule; FastAPI's own validation errors are
+rewritten the same way (its default handler echoes the input). Anything unexpected is logged with the request
+id only and answered with a generic 500. An error type missing from :data:`STATUS` takes the entry of its
+nearest listed base class.
 """
 
 from __future__ import annotations
@@ -62,9 +63,7 @@ STATUS: dict[type[Exception], Answer] = {
     FhirInputError: Answer(400),
     WrongHookError: Answer(400),
     PrefetchUnavailableError: Answer(412),
-    ModelLoadError: Answer(
-        502, detail=lambda e: f"model reload failed; the previous versions keep serving: {e}"
-    ),
+    ModelLoadError: Answer(502, detail=_reload_failed),
     NotReadyError: Answer(503, _RETRY),
     AuditUnavailableError: Answer(503, _RETRY),  # e.g. the CDS JWT-id store, checked before any answer
     LenriskError: Answer(422),

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from features.errors import FileFormatError, LenriskError
 from features.model.riskmodel import RiskModel
-from features.tableio import atomic_write
+from features.tableio import atomic_path
 from service.batch.parallel import one_thread_per_kernel
 from service.batch.publish import RunPaths, RunSummary, write_run
 from service.batch.read import BATCH_ROWS, Chunk, InputTable, read_csv_lines
@@ -263,7 +263,11 @@ def _executor_predictor(models: tuple[_ShippedModel, ...], bands: dict[str, Risk
 def _write_ipc(path: Path, batch: pa.RecordBatch) -> None:
     """Write one batch as an Arrow IPC file, atomically (a retried task rewrites the same name); a scratch
     file, so without fsyncs."""
-    with atomic_write(path, durable=False) as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+    with (
+        atomic_path(path, durable=False) as tmp,
+        pa.OSFile(str(tmp), "wb") as sink,
+        pa.ipc.new_file(sink, batch.schema) as writer,
+    ):
         writer.write_batch(batch)
 
 

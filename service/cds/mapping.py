@@ -92,7 +92,7 @@ class Tables:
     agents: dict[str, str]  # rxcui -> agent
     strengths: dict[str, tuple[float, str]]  # lenalidomide rxcui -> (strength mg, term type)
     conditions: list[dict[str, str]]
-    observations: dict[str, tuple[str, ...]]  # quantity -> its LOINC codes, preferred first
+    observations: dict[str, tuple[str, ...]]  # quantity -> its LOINC codes, in the table's order
 
 
 def _rows(name: str) -> list[dict[str, str]]:

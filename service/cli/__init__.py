@@ -2,7 +2,7 @@
 
 Domain errors (:class:`features.errors.LenriskError`) are mapped here, once, to a message on stderr and
 exit code 2; anything else is a bug and keeps its traceback. Only this package imports Typer and rich;
-heavy libraries (MLflow, XGBoost, Spark) are imported inside the commands that need them.
+MLflow, uvicorn and Spark are imported inside the commands that need them.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from features.errors import FileFormatError
 from features.schema import SETTINGS
-from features.tableio import FORMATS, write_table
+from features.tableio import FORMATS, table_format, write_table
 from service.cli.console import Quiet, console, progress
 from training.cohort.generate import UnknownSettingError, generate_cohort, resolve_settings
 
@@ -90,8 +91,12 @@ def cohort(
 
 def _check_output(out: Path) -> None:
     """Refuse an output path that cannot be written before spending time on the cohort."""
-    if out.suffix.lower() not in FORMATS:
-        raise typer.BadParameter(f"{out.name!r} must end in {' or '.join(FORMATS)}", param_hint="--out")
+    try:
+        table_format(out)
+    except FileFormatError:
+        raise typer.BadParameter(
+            f"{out.name!r} must end in {' or '.join(FORMATS)}", param_hint="--out"
+        ) from None
     if not out.parent.is_dir():
         raise typer.BadParameter(f"directory {str(out.parent)!r} does not exist", param_hint="--out")
 

@@ -207,3 +207,16 @@ def test_dose_ladder_and_revised_order_keep_the_resource_whole():
 def test_malformed_resources_name_the_resource(raw, message):
     with pytest.raises(FhirInputError, match=message):
         resources(searchset([patient(), raw]), "prefetch.x", ("Patient", "Condition", "Observation"))
+
+
+def test_every_ordered_agent_has_a_class_and_every_partner_one_regimen():
+    """The mapping derives regimens from ``features.schema``: each RxNorm agent must be classed there, and
+    each partner agent must name exactly one regimen, with exactly one steroid."""
+    from features.schema import AGENT_CLASSES, REGIMEN_AGENTS, partners
+    from service.cds.mapping import tables
+
+    assert set(tables().agents.values()) <= set(AGENT_CLASSES)
+    single = {r: partners(r) for r in REGIMEN_AGENTS if len(partners(r)) == 1}
+    assert sorted(p for (p,) in single.values()) == sorted({p for (p,) in single.values()})
+    for regimen in single:
+        assert [a for a in REGIMEN_AGENTS[regimen] if AGENT_CLASSES[a] == "steroid"], regimen
