@@ -52,19 +52,16 @@ ROW_GROUP_ROWS = 131_072  # several row groups per file, so Spark can split it
 
 def train_models(folder: Path) -> None:
     """Fit both outcomes with each family; save the artifacts under ``folder/<family>/<outcome>``."""
-    from training.calibration import fit_platt
-    from training.estimators import BoostedSpec, LogisticSpec
-    from training.selection import cross_validate
+    from features.encoding import FEATURE_NAMES
+    from training.estimators import BoostedSpec, LinearSpec
 
     frame = validate_table(generate_cohort(TRAINING_ROWS, seed=5)).raise_on_errors()
     encoder = FeatureEncoder().fit(frame)
     X, groups = encoder.transform(frame), frame["patient_id"].to_numpy()
-    for spec in (LogisticSpec(), BoostedSpec()):
+    for family, spec in (("logistic", LinearSpec("full", FEATURE_NAMES)), ("xgboost", BoostedSpec())):
         for outcome, column in OUTCOMES.items():
-            y = frame[column].to_numpy()
-            cv = cross_validate(spec, X, y, groups, n_repeats=1)
-            model = RiskModel(outcome, encoder, spec.fit(X, y), fit_platt(cv.oof_margin, y))
-            model.save(folder / spec.name / outcome)
+            estimator, calibrator = spec.fit(X, frame[column].to_numpy(), groups=groups)
+            RiskModel(outcome, encoder, estimator, calibrator).save(folder / family / outcome)
 
 
 def load_family(folder: Path) -> Predictor:

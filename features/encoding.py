@@ -1,18 +1,20 @@
 """The one encoding of a contract record into model features, as a fitted transformer with JSON state.
 
 Training, the API, batch scoring and Spark all call :meth:`FeatureEncoder.transform`; the fitted state
-(imputation values, training ranges, category counts) is plain JSON that travels inside the registered
-model, so training and serving cannot disagree.
+(imputation values, spline knots, training ranges, category counts) is plain JSON that travels inside the
+registered model, so training and serving cannot disagree.
 
-Derived features
-----------------
-- ``n_agents`` and partner classes from the regimen code (``features.schema.REGIMEN_AGENTS``), e.g.
-  ``RCd`` = 3 agents with an alkylator. The key study (seed 000) found triple combinations raise the odds
-  of stopping for toxicity (OR 4.84).
-- ``renal_category``: 0 = CrCl >= 60, 1 = 30–59, 2 = < 30, 3 = on dialysis (KDIGO-style bands; the
-  starting-dose rule of seed 002 changes at 50 and at < 30 with dialysis, so the continuous value is kept
-  too). Unknown CrCl is imputed with the training median and flagged in ``crcl_unknown``.
-- ``cm_count``: number of comorbidities present.
+No encoded column is a function of the others or of the intercept, so every coefficient of a linear model
+is identified and every field's contribution is its own:
+
+- **age** and **creatinine clearance** as restricted cubic splines with 4 knots at Harrell's quantiles
+  (:mod:`features.splines`): the value and two nonlinear terms each. Unknown CrCl is imputed with the
+  training median and flagged in ``crcl_unknown``; dialysis is its own flag.
+- **regimen** by its composition (``features.schema.REGIMEN_AGENTS``): ``triplet`` (three agents; seed 000:
+  OR 4.84 for stopping), ``single_agent`` (lenalidomide alone) and the triplet's partner class, the
+  proteasome inhibitor being the reference (RVd, the commonest triplet); Rd is the reference regimen.
+- **setting** as indicators with newly diagnosed as the reference.
+- **ECOG** as a number with an unknown flag; **comorbidities** as their six flags (no count beside them).
 """
 
 from __future__ import annotations
@@ -30,38 +32,45 @@ from features.errors import ContractError, LenriskError
 from features.schema import (
     AGENT_CLASSES,
     COMORBIDITY_COLUMNS,
-    PARTNER_CLASSES,
     REGIMEN_AGENTS,
     REGIMENS,
     SETTINGS,
     SEXES,
 )
+from features.splines import harrell_knots, rcs_basis
 
-#: Number of agents and partner classes of each contract regimen code (``features.schema.REGIMEN_AGENTS``).
+#: The regimen indicators of each contract regimen code, derived from ``features.schema.REGIMEN_AGENTS``.
 REGIMEN_COMPONENTS: dict[str, dict[str, int]] = {
     regimen: {
-        "n_agents": len(agents),
-        **{c: int(any(AGENT_CLASSES[a] == c for a in agents)) for c in PARTNER_CLASSES},
+        "single_agent": int(len(agents) == 1),
+        "triplet": int(len(agents) >= 3),
+        "partner_alkylator": int(any(AGENT_CLASSES[a] == "alkylator" for a in agents)),
+        "partner_antibody": int(any(AGENT_CLASSES[a] == "antibody" for a in agents)),
     }
     for regimen, agents in REGIMEN_AGENTS.items()
 }
+_REFERENCE_SETTING = SETTINGS[0]  # newly diagnosed
+#: Continuous inputs entered as restricted cubic splines, and their knot count.
+SPLINES = {"age": 4, "crcl_ml_min": 4}
+
 #: Encoded feature names, in column order, each with the contract field (group) it explains.
 FEATURE_GROUPS: dict[str, str] = {
     "age": "age",
+    "age_rcs1": "age",
+    "age_rcs2": "age",
     "male": "sex",
-    "n_agents": "regimen",
-    **{f"partner_{p}": "regimen" for p in PARTNER_CLASSES},
-    **{f"setting_{s}": "setting" for s in SETTINGS},
+    **dict.fromkeys(REGIMEN_COMPONENTS["R"], "regimen"),
+    **{f"setting_{s}": "setting" for s in SETTINGS if s != _REFERENCE_SETTING},
     "start_dose_mg": "start_dose_mg",
     "crcl_ml_min": "renal_function",
+    "crcl_rcs1": "renal_function",
+    "crcl_rcs2": "renal_function",
     "crcl_unknown": "renal_function",
-    "renal_category": "renal_function",
     "dialysis": "renal_function",
     "ecog": "ecog",
     "ecog_unknown": "ecog",
     "prior_lines": "prior_lines",
     **{c: "comorbidities" for c in COMORBIDITY_COLUMNS},
-    "cm_count": "comorbidities",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_GROUPS)
 
@@ -71,7 +80,7 @@ CATEGORICAL_INPUTS = {"sex": SEXES, "regimen": REGIMENS, "setting": SETTINGS}
 BINARY_INPUTS = ("dialysis", *COMORBIDITY_COLUMNS)
 
 _FORMAT = "lenrisk.feature-encoder"
-_VERSION = 1
+_VERSION = 2
 _SMALL = 64  # below this many rows a dict lookup beats pandas' hashing
 
 
@@ -84,22 +93,24 @@ class FeatureEncoder:
     """Fitted encoding of contract records into :data:`FEATURE_NAMES`.
 
     Attributes (fitted, ending in ``_``): ``impute_`` (training medians of ``crcl_ml_min`` and ``ecog``),
-    ``ranges_`` (per numeric input: min, max, 0.5th and 99.5th percentiles, share missing),
-    ``categories_`` (per categorical input: training count of each value), ``prevalence_`` (per binary
-    input), ``n_`` (training rows).
+    ``knots_`` (spline knots per :data:`SPLINES` input; none with fewer than 5 distinct values, and the input
+    then enters linearly), ``ranges_`` (per numeric input: min, max, 0.5th
+    and 99.5th percentiles, share missing), ``categories_`` (per categorical input: training count of each
+    value), ``prevalence_`` (per binary input), ``n_`` (training rows).
 
     Examples
     --------
     >>> import pandas as pd
-    >>> rows = pd.DataFrame([{"age": 70.0, "sex": "male", "regimen": "RCd", "setting": "maintenance",
-    ...     "start_dose_mg": 10.0, "crcl_ml_min": 45.0, "dialysis": 0, "ecog": 1.0, "prior_lines": 0,
-    ...     **{c: 0 for c in COMORBIDITY_COLUMNS}}])
-    >>> X = FeatureEncoder().fit(rows).transform(rows)
-    >>> float(X[0, FEATURE_NAMES.index("n_agents")]), float(X[0, FEATURE_NAMES.index("renal_category")])
-    (3.0, 1.0)
+    >>> rows = pd.DataFrame([{"age": 50.0 + 3 * i, "sex": "male", "regimen": "RCd", "setting": "maintenance",
+    ...     "start_dose_mg": 10.0, "crcl_ml_min": 30.0 + 7 * i, "dialysis": 0, "ecog": 1.0, "prior_lines": 0,
+    ...     **{c: 0 for c in COMORBIDITY_COLUMNS}} for i in range(10)])
+    >>> X = FeatureEncoder().fit(rows).transform(rows.head(1))
+    >>> [float(X[0, FEATURE_NAMES.index(f)]) for f in ("triplet", "partner_alkylator", "setting_maintenance")]
+    [1.0, 1.0, 1.0]
     """
 
     impute_: dict[str, float] = field(default_factory=dict)
+    knots_: dict[str, list[float]] = field(default_factory=dict)
     ranges_: dict[str, dict[str, float]] = field(default_factory=dict)
     categories_: dict[str, dict[str, int]] = field(default_factory=dict)
     prevalence_: dict[str, float] = field(default_factory=dict)
@@ -109,7 +120,7 @@ class FeatureEncoder:
     feature_groups = FEATURE_GROUPS
 
     def fit(self, frame: pd.DataFrame) -> FeatureEncoder:
-        """Learn imputation values, training ranges and category counts from validated rows."""
+        """Learn imputation values, spline knots, training ranges and category counts from validated rows."""
         if len(frame) == 0:
             raise ContractError("cannot fit the feature encoding on an empty table")
         self.n_ = len(frame)
@@ -131,6 +142,7 @@ class FeatureEncoder:
             name: float(np.median(frame[name].dropna().to_numpy(dtype=float)))
             for name in ("crcl_ml_min", "ecog")
         }
+        self.knots_ = {name: _knots(frame[name], count) for name, count in SPLINES.items()}
         self.categories_ = {
             name: {v: int((frame[name] == v).sum()) for v in allowed}
             for name, allowed in CATEGORICAL_INPUTS.items()
@@ -153,24 +165,24 @@ class FeatureEncoder:
         col = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
         X[col["age"]] = age
+        X[col["age_rcs1"] : col["age_rcs2"] + 1] = self._spline("age", age)
         X[col["male"]] = _codes(rows["sex"], SEXES, "sex") == SEXES.index("male")
         regimen = _codes(rows["regimen"], REGIMENS, "regimen")
-        X[col["n_agents"]] = _REGIMEN_TABLE[regimen, 0]
-        for j, partner in enumerate(PARTNER_CLASSES, start=1):
-            X[col[f"partner_{partner}"]] = _REGIMEN_TABLE[regimen, j]
+        for j, name in enumerate(REGIMEN_COMPONENTS["R"]):
+            X[col[name]] = _REGIMEN_TABLE[regimen, j]
         setting = _codes(rows["setting"], SETTINGS, "setting")
         for k, name in enumerate(SETTINGS):
-            X[col[f"setting_{name}"]] = setting == k
+            if name != _REFERENCE_SETTING:
+                X[col[f"setting_{name}"]] = setting == k
         X[col["start_dose_mg"]] = _floats(rows["start_dose_mg"])
 
         crcl = _floats(rows["crcl_ml_min"])
         crcl_unknown = np.isnan(crcl)
         crcl = np.where(crcl_unknown, self.impute_["crcl_ml_min"], crcl)
-        dialysis = _floats(rows["dialysis"])
         X[col["crcl_ml_min"]] = crcl
+        X[col["crcl_rcs1"] : col["crcl_rcs2"] + 1] = self._spline("crcl_ml_min", crcl)
         X[col["crcl_unknown"]] = crcl_unknown
-        X[col["renal_category"]] = np.where(dialysis == 1, 3, np.select([crcl >= 60, crcl >= 30], [0, 1], 2))
-        X[col["dialysis"]] = dialysis
+        X[col["dialysis"]] = _floats(rows["dialysis"])
 
         ecog = _floats(rows["ecog"])
         ecog_unknown = np.isnan(ecog)
@@ -180,8 +192,12 @@ class FeatureEncoder:
         first_cm = col[COMORBIDITY_COLUMNS[0]]
         for j, name in enumerate(COMORBIDITY_COLUMNS):
             X[first_cm + j] = _floats(rows[name])
-        X[col["cm_count"]] = X[first_cm : first_cm + len(COMORBIDITY_COLUMNS)].sum(axis=0)
         return X.T.copy()  # C order with standard strides, also for one row (BLAS paths depend on them)
+
+    def _spline(self, name: str, values: np.ndarray) -> np.ndarray | float:
+        """The nonlinear spline terms of ``values`` (features x rows); 0 without knots (linear only)."""
+        knots = self.knots_[name]
+        return rcs_basis(values, np.array(knots)).T if knots else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted state as JSON-serialisable data (no pickle)."""
@@ -192,6 +208,7 @@ class FeatureEncoder:
             "feature_groups": FEATURE_GROUPS,
             "regimen_components": REGIMEN_COMPONENTS,
             "impute": self.impute_,
+            "knots": self.knots_,
             "ranges": self.ranges_,
             "categories": self.categories_,
             "prevalence": self.prevalence_,
@@ -211,6 +228,7 @@ class FeatureEncoder:
             )
         return cls(
             impute_=dict(state["impute"]),
+            knots_={k: list(v) for k, v in state["knots"].items()},
             ranges_={k: dict(v) for k, v in state["ranges"].items()},
             categories_={k: dict(v) for k, v in state["categories"].items()},
             prevalence_=dict(state["prevalence"]),
@@ -218,13 +236,15 @@ class FeatureEncoder:
         )
 
 
-_REGIMEN_TABLE = np.array(
-    [
-        [REGIMEN_COMPONENTS[r]["n_agents"], *(REGIMEN_COMPONENTS[r][p] for p in PARTNER_CLASSES)]
-        for r in REGIMENS
-    ],
-    dtype=np.float64,
-)
+_REGIMEN_TABLE = np.array([list(REGIMEN_COMPONENTS[r].values()) for r in REGIMENS], dtype=np.float64)
+
+
+def _knots(values: pd.Series, count: int) -> list[float]:
+    """Harrell's knots of the known values; none (the input enters linearly) with too few distinct values."""
+    try:
+        return harrell_knots(values.to_numpy(dtype=float), count).tolist()
+    except ValueError:
+        return []
 
 
 def _floats(values: Any) -> np.ndarray:

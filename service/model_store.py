@@ -13,25 +13,33 @@ import os
 import tempfile
 from pathlib import Path
 
-from features.model.registry import DIGEST_TAG, MLFLOW_ENV_DEFAULTS, MODEL_CARD_ARTIFACT
-from features.model.riskmodel import RiskModel
+from features.model.registry import (
+    DIGEST_TAG,
+    MLFLOW_ENV_DEFAULTS,
+    MODEL_CARD_ARTIFACT,
+    SMALL_SAMPLE_TAG,
+    load_registered,
+)
 from features.schema import COMORBIDITY_COLUMNS
 from service.errors import ModelLoadError
 from service.predictor import LoadedModel, Predictor
 from service.settings import ServiceSettings
 
-#: Training-run metrics shown by ``GET /v1/models``.
+#: Training-run metrics shown by ``GET /v1/models``: the optimism-corrected (bootstrap-validated)
+#: performance with its 95% intervals, and the sample size behind it.
 KEY_METRICS = (
-    "cv_log_loss",
-    "cv_brier",
-    "cv_roc_auc",
-    "test_roc_auc",
-    "test_roc_auc_ci_lower",
-    "test_roc_auc_ci_upper",
-    "test_brier",
-    "test_scaled_brier",
-    "test_calibration_intercept",
-    "test_calibration_slope",
+    *(
+        f"validated_{m}{suffix}"
+        for m in ("roc_auc", "calibration_intercept", "calibration_slope", "brier", "log_loss")
+        for suffix in ("", "_ci_lower", "_ci_upper")
+    ),
+    "null_validated_log_loss",
+    "average_risk",
+    "riley_min_n",
+    "effective_n",
+    "n_parameters",
+    "events_per_parameter",
+    "applied_shrinkage",
 )
 
 WARM_UP_ROW = {
@@ -70,8 +78,6 @@ def resolve_versions(settings: ServiceSettings) -> dict[str, str]:
 
 def load_predictor(settings: ServiceSettings, versions: dict[str, str] | None = None) -> Predictor:
     """Load, verify and warm the given versions (default: the configured alias) of both models."""
-    import mlflow
-
     client = _client(settings)
     versions = versions or resolve_versions(settings)
     loaded = {}
@@ -79,20 +85,10 @@ def load_predictor(settings: ServiceSettings, versions: dict[str, str] | None = 
         version = versions[outcome]
         try:
             mv = client.get_model_version(name, version)
-            digest = mv.tags.get(DIGEST_TAG)
-            if not digest:
-                raise ModelLoadError(f"{name} version {version} has no {DIGEST_TAG} tag; refusing to load it")
             with tempfile.TemporaryDirectory() as tmp:
-                path = mlflow.artifacts.download_artifacts(
-                    artifact_uri=client.get_model_version_download_uri(name, version),
-                    dst_path=tmp,
-                    tracking_uri=settings.tracking_uri,
-                )
-                model = RiskModel.load(Path(path) / "artifacts" / "risk_model", expected_digest=digest)
+                model = load_registered(client, name, version, tmp)
                 card = _model_card(client, mv, tmp)
             metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
-        except ModelLoadError:
-            raise
         except Exception as err:
             raise ModelLoadError(f"cannot load {name} version {version}: {err}") from err
         loaded[outcome] = LoadedModel(
@@ -100,9 +96,10 @@ def load_predictor(settings: ServiceSettings, versions: dict[str, str] | None = 
             version=version,
             model=model,
             aliases=tuple(sorted(mv.aliases)),
-            digest=digest,
+            digest=mv.tags[DIGEST_TAG],
             metrics={k: float(metrics[k]) for k in KEY_METRICS if k in metrics},
             card=card,
+            small_sample=mv.tags.get(SMALL_SAMPLE_TAG) == "true",
         )
     predictor = Predictor(loaded, settings.bands)
     try:

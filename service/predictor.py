@@ -31,7 +31,8 @@ if [FEATURE_GROUPS[f] for f in FEATURE_NAMES] != sorted(FEATURE_GROUPS.values(),
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A registered model version as served: name, version, aliases, digest, metrics and card."""
+    """A registered model version as served: name, version, aliases, digest, metrics, card and whether it was
+    developed on fewer lines than its sample-size minimum (explicitly allowed)."""
 
     name: str
     version: str
@@ -40,6 +41,12 @@ class LoadedModel:
     digest: str = ""
     metrics: Mapping[str, float] = field(default_factory=dict)
     card: str = ""
+    small_sample: bool = False
+
+    @property
+    def average_risk(self) -> float | None:
+        """The mean predicted risk of the development data (None for a model trained without it)."""
+        return self.model.info.get("average_risk")
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,17 @@ class Predictor:
             )
         self.models = dict(models)
         self.bands = dict(bands)
+        self._model_warnings = [
+            {
+                "field": outcome,
+                "value": None,
+                "kind": "small_development_sample",
+                "message": f"the {outcome.replace('_', ' ')} model was developed on fewer lines than the "
+                "minimum sample size for a reliable model; treat its risk as a rough indication",
+            }
+            for outcome, m in self.models.items()
+            if m.small_sample
+        ]
         first = next(iter(self.models.values())).model.encoder
         self._encoder = first  # training ranges for applicability: the first outcome's
         self._encoders = {
@@ -150,7 +168,9 @@ class Predictor:
                     ],
                     model=loaded,
                 )
-            results.append(Prediction(outcomes=outcomes, warnings=self.applicability(row)))
+            results.append(
+                Prediction(outcomes=outcomes, warnings=self._model_warnings + self.applicability(row))
+            )
         return results
 
     def _checks(self, columns: Mapping[str, Any]) -> list[tuple[str, str, np.ndarray]]:

@@ -15,7 +15,12 @@ import pytest
 
 from features.record import EXAMPLE_RECORD
 from features.schema import COMORBIDITY_COLUMNS
-from tests.helpers import frame_with_known_effects, registry_service_settings, tracking_uri_variable_kept
+from tests.helpers import (
+    N_BOOT,
+    frame_with_known_effects,
+    registry_service_settings,
+    tracking_uri_variable_kept,
+)
 
 if TYPE_CHECKING:  # heavy imports happen in the fixtures that need them
     import pandas as pd
@@ -70,7 +75,7 @@ def trained(cohort, synthetic_source):
     from training.pipeline import train
 
     with tracking_uri_variable_kept():
-        return train(cohort, seed=11, source=synthetic_source.label(), n_repeats=1)
+        return train(cohort, seed=11, source=synthetic_source.label(), n_repeats=1, n_boot=N_BOOT)
 
 
 @pytest.fixture(scope="session")
@@ -102,22 +107,19 @@ def predictor(registry):
 
 @pytest.fixture(scope="session")
 def fitted() -> dict:
-    """A logistic and a boosted discontinuation model (``RiskModel``), cross-validated, Platt-calibrated and
-    fitted on 3,000 rows with a known age and triplet effect (``frame_with_known_effects``)."""
-    from features.encoding import FeatureEncoder
+    """A logistic (every feature, shrunk) and a boosted (Platt-calibrated out of fold) discontinuation
+    model (``RiskModel``) on 3,000 rows with a known age and triplet effect (``frame_with_known_effects``)."""
+    from features.encoding import FEATURE_NAMES, FeatureEncoder
     from features.model.riskmodel import RiskModel
-    from training.calibration import fit_platt
-    from training.estimators import BoostedSpec, LogisticSpec
-    from training.selection import cross_validate
+    from training.estimators import BoostedSpec, LinearSpec
 
     frame = frame_with_known_effects(3000, seed=3)
     encoder = FeatureEncoder().fit(frame)
     X, y, groups = encoder.transform(frame), frame["y"].to_numpy(), frame["patient_id"].to_numpy()
-    models = {}
-    for spec in (LogisticSpec(), BoostedSpec()):
-        cv = cross_validate(spec, X, y, groups, n_repeats=1, seed=0)
-        calibrator = fit_platt(cv.oof_margin, y)
-        models[spec.name] = RiskModel("discontinuation", encoder, spec.fit(X, y, seed=0), calibrator)
+    estimator, calibrator = LinearSpec("full", FEATURE_NAMES).fit(X, y)
+    models = {"logistic": RiskModel("discontinuation", encoder, estimator, calibrator)}
+    estimator, calibrator = BoostedSpec().fit(X, y, seed=0, groups=groups)
+    models["xgboost"] = RiskModel("discontinuation", encoder, estimator, calibrator)
     return {"frame": frame, "X": X, "y": y, "models": models}
 
 

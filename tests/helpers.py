@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 
+#: Bootstrap resamples of the tests' trainings: enough to exercise the validation, few enough to be quick
+#: (training uses 200; the statistical tests that need more say so).
+N_BOOT = 20
+
 
 def same_scores(a, b) -> None:
     """Two scored Arrow tables are equal, column by column, bit for bit (also the explanations: every

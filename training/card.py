@@ -1,9 +1,9 @@
-"""The model card of a registered model version: markdown written with TRIPOD+AI in mind.
+"""The model card of a trained model: markdown written with TRIPOD+AI in mind.
 
 Collins GS et al., TRIPOD+AI, BMJ 2024;385:e078378; the item numbers are given in the section headings.
-The card is logged as ``model_card.md`` in the training run, and the service shows it. The registry's
-version description is a short summary that points to it (MLflow's SQL stores limit descriptions to 5,000
-characters).
+The card is logged as ``model_card.md`` in the training run (also for a model that failed a gate and was not
+registered), and the service shows it. The registry's version description is a short summary that points to
+it (MLflow's SQL stores limit descriptions to 5,000 characters).
 """
 
 from __future__ import annotations
@@ -17,21 +17,23 @@ import pandas as pd
 from features.encoding import FEATURE_NAMES
 from features.model.registry import MODEL_CARD_ARTIFACT
 from features.schema import OUTCOME_COLUMNS, OUTCOMES, PREDICTORS, Column
+from training.candidates import BOOSTED_FACTOR, PARSIMONIOUS
 from training.cohort.params import DEFAULT_PARAMS, SEED_FILES, CohortParams
 from training.pipeline import OutcomeResult
-from training.selection import N_SPLITS
+from training.sample_size import MARGIN, R2_GAP, SHRINKAGE
+from training.selection import SELECTION_RULE
 
 #: The longest model version description MLflow's SQL stores accept (``String(5000)``).
 DESCRIPTION_LIMIT = 5000
 TOP_FEATURES = 10
-
-#: Riley et al. (BMJ 2020;368:m441) minimum development sizes for 8 parameters, from the evidence sheet
-#: (``shared/reference/clinical-evidence.md`` section 4): prevalence, C-statistic, lines, events.
-RILEY_8_PARAMETERS = {
-    "discontinuation": (0.318, 0.67, 893, 284),
-    "dose_reduction": (0.308, 0.65, 1169, 361),
-}
 _EFFECTS = ("dr_male", "dr_age", "dr_triplet", "disc_age", "disc_triplet", "disc_dr", "comorbidity")
+_LABELS = {
+    "roc_auc": "AUC (c-statistic)",
+    "calibration_intercept": "calibration-in-the-large (target 0)",
+    "calibration_slope": "calibration slope (target 1)",
+    "brier": "Brier score",
+    "log_loss": "log loss",
+}
 
 INTENDED_USE = """## Intended use (TRIPOD+AI 3, 15, 27)
 
@@ -43,50 +45,49 @@ INTENDED_USE = """## Intended use (TRIPOD+AI 3, 15, 27)
 - No decision threshold is built in: the decision curve (`plots/decision_curve.png`) shows the net benefit
   at thresholds of 5–50%, and any threshold needs clinical sign-off."""
 
-MODEL_FAMILIES = """Candidates: L2-penalised logistic regression (penalty chosen by inner cross-validated log
-loss) and gradient-boosted trees (XGBoost, monotone in age, number of agents, ECOG and comorbidity count).
-Each was scored by {repeats} × {folds}-fold cross-validation grouped by patient on the development set,
-with cross-fitted calibration (mean ± SD over folds). The boosted model is chosen only when it lowers the
-log loss by more than one standard error of the paired per-fold difference. No resampling or class weights
-were used, so predicted risks keep the observed prevalence."""
+CANDIDATES_NOTE = """Candidates, simplest first: the intercept alone (the average risk for everyone), setting
+alone, a parsimonious model pre-specified from the key study ({parsimonious}), every feature (restricted cubic
+splines for age and creatinine clearance) and boosted trees. A candidate was fitted only if the effective
+sample size meets its minimum (boosted trees: {boosted} times the full model's). Linear candidates are fitted
+by maximum likelihood (a weak ridge keeps separated categories finite) and shrunk; boosted trees are
+Platt-calibrated out of fold. Selection: {rule}. Each fold fits the candidate exactly as registered
+(shrinkage or calibration included)."""
 
-CALIBRATION = """## Calibration (TRIPOD+AI 12)
+PERFORMANCE_NOTE = """Internal validation by the optimism bootstrap (Harrell): the whole development
+procedure (encoding, sample-size gate, selection, fitting, shrinkage) was repeated on {n_boot} resamples of
+patients ({failed} failed); apparent minus mean optimism is the corrected figure. 95% intervals: AUC, Brier
+and log loss by the location-shifted bootstrap (Noma et al., Stat Med 2021), calibration by the spread of the
+resample models' calibration on the development data. Calibration-in-the-large is the intercept with the
+linear predictor as offset. The model was developed on all lines: there is no held-out split."""
 
-Platt scaling on the model's margin (log-odds), fitted once on the development set's out-of-fold margins:
-calibrated logit = {slope:.4f} × margin + ({intercept:.4f}). Being affine, it keeps SHAP contributions
-exactly additive.
-
-Held-out: calibration intercept {cal_intercept} (target 0), slope {cal_slope} (target 1), observed/expected
-{oe} (target 1); reliability diagram: `plots/reliability.png`."""
-
-PERFORMANCE_NOTE = """AUC intervals: percentile bootstrap over whole patients. Scaled Brier = 1 − Brier /
-Brier of predicting the prevalence for everyone. Out-of-fold figures come from the first cross-validation
-repeat."""
-
-EXPLANATIONS_NOTE = """Mean absolute SHAP value on the calibrated log-odds scale (a patient's contributions
-add up to the logit of their risk). All features: `shap_importance.csv`; plot: `plots/shap_beeswarm.png`."""
+EXPLANATIONS_NOTE = """Mean absolute SHAP value on the calibrated log-odds scale, over the development lines
+(a patient's contributions add up to the logit of their risk). The explanation starts from the base value:
+the log-odds of a patient whose every input is the development data's average; the development data's
+average predicted risk is {average}. All features: `shap_importance.csv`; plot: `plots/shap_beeswarm.png`."""
 
 PREDICTORS_NOTE = """All as they stand on the day the line starts; nothing measured later is used. Unknown
 creatinine clearance or ECOG is imputed with the development median and flagged by an indicator feature;
-every other field is required. The fields are encoded into {n} features (`features.encoding`)."""
+every other field is required. The fields are encoded into {n} features, none a function of the others
+(`features.encoding`): age and creatinine clearance as restricted cubic splines (4 knots, Harrell), the
+regimen by triple combination, single agent and partner class, setting against newly diagnosed."""
 
 LIMITATIONS = """## Limitations (TRIPOD+AI 26)
 
 {data}
-- **Small-sample uncertainty.** The key published cohort had 107 lines. Below the Riley minimum sizes above,
-  expect optimism and a calibration slope below 1 on new data; read the confidence intervals.
+- **Sample size.** Read the sample-size section: below a candidate's minimum, that candidate was not fitted;
+  a model developed below the parsimonious model's minimum is flagged and never becomes champion by itself.
 - **Competing events.** Progression and death can end a line before toxicity would; the outcome is binary
   over the line, without a horizon or a competing-risks model.
-- **No external validation.** Only internal validation (patient-grouped cross-validation and a held-out
-  split of the same source); validate on local data before any clinical use.
+- **No external validation.** Internal validation only (the optimism bootstrap on the development data);
+  validate on local data before any clinical use.
 - **Missing inputs.** Unknown creatinine clearance or ECOG is imputed with the development median plus an
   unknown flag; other missing fields are refused. Patients unlike the training data are extrapolations."""
 
 SYNTHETIC_LIMITATION = """- **Synthetic data.** The model learned the generator's assumptions, not real
   patients: its performance shows how well the method recovers a known structure, not how it would do in
   clinic."""
-FILE_LIMITATION = """- **Single data source.** All performance figures are internal (held-out patients of the
-  same file)."""
+FILE_LIMITATION = """- **Single data source.** All performance figures are internal (bootstrap resamples of
+  the same file)."""
 
 
 @dataclass(frozen=True)
@@ -105,35 +106,30 @@ class SyntheticSource:
 
 @dataclass(frozen=True)
 class ModelCard:
-    """Everything a card shows about one registered version."""
+    """Everything a card shows about one trained model (``version`` and ``digest``: once registered)."""
 
     outcome: OutcomeResult
     source: str
     seed: int
+    n_boot: int
     synthetic: SyntheticSource | None
-    version: str
     run_id: str
-    digest: str
     lenrisk_version: str
+    version: str | None = None
+    digest: str | None = None
 
     def markdown(self) -> str:
         """The card."""
-        o = self.outcome
-        cal, h = o.model.calibrator, o.heldout_metrics
         sections = [
             self._header(),
+            *([self._not_registered()] if self.outcome.problems else []),
             INTENDED_USE,
             self._data(),
+            self._sample_size(),
             self._outcome(),
             self._predictors(),
             self._model(),
-            CALIBRATION.format(
-                slope=cal.slope,
-                intercept=cal.intercept,
-                cal_intercept=_num(h["calibration_intercept"]),
-                cal_slope=_num(h["calibration_slope"]),
-                oe=_num(h["observed_expected"]),
-            ),
+            self._calibration(),
             self._performance(),
             self._subgroups(),
             self._explanations(),
@@ -143,42 +139,57 @@ class ModelCard:
 
     def description(self) -> str:
         """The registry's version description: what the model is, its key figures, and where the card is."""
-        o, d, h = self.outcome, self.outcome.data, self.outcome.heldout_metrics
-        auc = f"{_num(h['roc_auc'])} ({_num(h['roc_auc_ci_lower'])}–{_num(h['roc_auc_ci_upper'])})"
+        o, d, v = self.outcome, self.outcome.data, self.outcome.validation.metrics
+        check = o.adequacy
         lines = [
             self._header(),
             "",
             f"- Data: {self.source}; {d['n_rows']} lines of {d['n_patients']} patients, prevalence "
-            f"{d['prevalence']:.3f}. Sample size: {self._sample_size()}",
-            f"- Held-out test ({d['n_test']} lines): AUC {auc}, calibration intercept "
-            f"{_num(h['calibration_intercept'])}, slope {_num(h['calibration_slope'])}.",
-            f"- Chosen because {o.reason}.",
+            f"{d['prevalence']:.3f}. Sample size: {check.effective.n:.0f} effective lines; the "
+            f"{o.chosen} model needs {check.minimum[o.chosen]} (Riley)"
+            + (" — **developed on too small a sample (allowed explicitly)**" if o.small_sample else ""),
+            f"- Optimism-corrected ({self.n_boot} bootstrap resamples): AUC {_ci(v['roc_auc'])}, "
+            f"calibration slope {_ci(v['calibration_slope'], 2)}, calibration-in-the-large "
+            f"{_ci(v['calibration_intercept'])}, Brier {_ci(v['brier'])}.",
+            f"- Chosen because {o.reason}; shrinkage {o.model.calibrator.slope:.3f}.",
             *([SYNTHETIC_LIMITATION.replace("\n ", "")] if self.synthetic else []),
             "",
-            f"The model card (TRIPOD+AI: intended use, data, predictors, model, calibration, performance, "
-            f"subgroups, explanations, limitations) is the artifact `{MODEL_CARD_ARTIFACT}` of training run "
-            f"`{self.run_id}`; the service shows it at `/v1/models`.",
+            f"The model card (TRIPOD+AI: intended use, data, sample size, predictors, model, calibration, "
+            f"performance, subgroups, explanations, limitations) is the artifact `{MODEL_CARD_ARTIFACT}` of "
+            f"training run `{self.run_id}`; the service shows it at `/v1/models`.",
         ]
         return "\n".join(lines)[:DESCRIPTION_LIMIT]
 
     def _header(self) -> str:
         o = self.outcome
-        return "\n".join(
-            [
-                f"# Model card: {o.model_name}, version {self.version}",
-                "",
-                "Predicts, for one lenalidomide-containing treatment line, the probability of "
-                f"`{OUTCOMES[o.outcome]}`: {_outcome_column(o.outcome).description}.",
-                "",
-                f"- Model family: **{o.chosen}**, Platt-calibrated; lenrisk {self.lenrisk_version}",
-                f"- Training run: `{self.run_id}`; training seed {self.seed}",
-                f"- Artifact SHA-256 (of `digests.json`): `{self.digest}`",
-            ]
+        version = f", version {self.version}" if self.version else " (not registered)"
+        lines = [
+            f"# Model card: {o.model_name}{version}",
+            "",
+            "Predicts, for one lenalidomide-containing treatment line, the probability of "
+            f"`{OUTCOMES[o.outcome]}`: {_outcome_column(o.outcome).description}.",
+            "",
+            f"- Model: **{o.chosen}** ({o.model.family}); lenrisk {self.lenrisk_version}",
+            f"- Training run: `{self.run_id}`; training seed {self.seed}",
+        ]
+        if self.digest:
+            lines.append(f"- Artifact SHA-256 (of `digests.json`): `{self.digest}`")
+        if o.small_sample:
+            lines.append(
+                "- **Developed on fewer lines than the parsimonious model's minimum sample size**, allowed "
+                "explicitly (`--allow-small-sample`): flagged in every answer, never champion by itself."
+            )
+        return "\n".join(lines)
+
+    def _not_registered(self) -> str:
+        problems = "\n".join(f"- {p}" for p in self.outcome.problems)
+        return (
+            f"## Not registered\n\nThis model failed the registration gates and is not usable:\n\n{problems}"
         )
 
     def _data(self) -> str:
         d = self.outcome.data
-        lines = ["## Data (TRIPOD+AI 5, 6, 10, 16)", ""]
+        lines = ["## Data (TRIPOD+AI 5, 6, 16)", ""]
         if self.synthetic is not None:
             s = self.synthetic
             call = f"generate_cohort(n={s.n}, seed={s.seed}, settings={list(s.settings)})"
@@ -200,25 +211,50 @@ class ModelCard:
         settings = ", ".join(f"{name} {count}" for name, count in d["settings"].items())
         lines += [
             "",
-            f"- Lines (rows): {d['n_rows']} from {d['n_patients']} patients; "
-            f"prevalence {d['prevalence']:.3f}",
-            f"- Split by patient (no patient on both sides): development {d['n_development']} lines "
-            f"({d['events_development']} events), held-out test {d['n_test']} lines "
-            f"({d['events_test']} events)",
-            f"- Development lines by setting: {settings}",
-            f"- Sample size: {self._sample_size()}",
+            f"- Lines (rows): {d['n_rows']} from {d['n_patients']} patients; {d['events']} events, "
+            f"prevalence {d['prevalence']:.3f}; all lines develop the model (no held-out split)",
+            f"- Lines by setting: {settings}",
         ]
         return "\n".join(lines)
 
     def _sample_size(self) -> str:
-        prevalence, c, n_min, events_min = RILEY_8_PARAMETERS[self.outcome.outcome]
-        d = self.outcome.data
-        meets = d["n_development"] >= n_min and d["events_development"] >= events_min
-        return (
-            f"Riley et al. (BMJ 2020;368:m441) require at least {n_min} lines ({events_min} events) "
-            f"for 8 parameters at prevalence {prevalence} and C {c}; this model has {d['n_features']} "
-            "encoded features, which needs more. The development set "
-            f"{'meets' if meets else 'does NOT meet'} the 8-parameter minimum."
+        check = self.outcome.adequacy
+        eff = check.effective
+        rows = [
+            (
+                r["candidate"],
+                r["parameters"],
+                f"{r['min_lines']} ({r['binding_criterion']})",
+                _num(r["events_per_parameter"], 1),
+                _num(r["expected_shrinkage"], 2),
+                "yes" if r["fitted"] else "no",
+            )
+            for r in check.table()
+        ]
+        intro = (
+            f"Riley et al. (BMJ 2020;368:m441): the smallest development set for expected shrinkage ≥ "
+            f"{SHRINKAGE} (criterion 1), optimism in Nagelkerke R² ≤ {R2_GAP} (2) and the overall risk "
+            f"within ±{MARGIN} (3), at the data's prevalence {check.prevalence:.3f} and a Cox–Snell R² of "
+            f"{check.r2_cs:.4f}, which an anticipated C statistic of {check.anticipated_c} gives (the key "
+            f"study's published discrimination; Riley, Van Calster & Collins, Stat Med 2021). Effective "
+            f"lines: {eff.n:.0f} ({eff.n_lines} lines of {eff.n_patients} patients, outcome ICC within "
+            f"patients {eff.icc:.3f}, design effect {eff.design_effect:.3f})."
+        )
+        verdict = (
+            "The data meet the parsimonious model's minimum."
+            if check.met
+            else "**The data do not meet the parsimonious model's minimum**; training was allowed explicitly."
+        )
+        headers = (
+            "candidate",
+            "parameters",
+            "lines needed (criterion)",
+            "EPP",
+            "expected shrinkage",
+            "fitted",
+        )
+        return "\n".join(
+            ["## Sample size (TRIPOD+AI 10)", "", intro, "", *_table(headers, rows), "", verdict]
         )
 
     def _outcome(self) -> str:
@@ -248,63 +284,92 @@ class ModelCard:
                 (
                     f"**{name}**" if name == o.chosen else name,
                     f"{_num(s['log_loss_mean'], 4)} ± {_num(s['log_loss_sd'], 4)}",
-                    f"{_num(s['brier_mean'], 4)} ± {_num(s['brier_sd'], 4)}",
-                    f"{_num(s['roc_auc_mean'])} ± {_num(s['roc_auc_sd'])}",
                 )
             )
+        note = CANDIDATES_NOTE.format(
+            parsimonious=", ".join(PARSIMONIOUS), boosted=BOOSTED_FACTOR, rule=SELECTION_RULE
+        )
         return "\n".join(
             [
                 "## Model and how it was chosen (TRIPOD+AI 12, 13, 22)",
                 "",
-                MODEL_FAMILIES.format(repeats=o.model.info.get("cv_repeats"), folds=N_SPLITS),
+                note,
                 "",
-                *_table(("candidate", "CV log loss", "CV Brier", "CV AUC"), rows),
+                *_table(("candidate", "CV log loss (mean ± SD over folds)"), rows),
                 "",
-                f"**Chosen: {o.chosen}**, because {o.reason}. It was refitted on all development data.",
+                f"**Chosen: {o.chosen}**, because {o.reason}. It was fitted on all lines.",
             ]
         )
 
+    def _calibration(self) -> str:
+        o = self.outcome
+        cal = o.model.calibrator
+        if o.model.family == "logistic":
+            how = (
+                "Uniform shrinkage (Van Houwelingen & le Cessie, Stat Med 1990): every coefficient is "
+                f"multiplied by the heuristic factor (LR − P) / LR = {cal.slope:.4f}, the expected "
+                "calibration slope of the unshrunk model on new patients, and the intercept is re-estimated "
+                "with the shrunk linear predictor as offset, so predicted and observed events agree"
+            )
+        else:
+            how = "Platt scaling of the booster's margin, fitted on out-of-fold margins of the same trees"
+        return (
+            "## Calibration and shrinkage (TRIPOD+AI 12)\n\n"
+            f"{how}: calibrated logit = {cal.slope:.4f} × margin + ({cal.intercept:.4f}). Being affine, it "
+            "keeps SHAP contributions exactly additive. Reliability diagram (out of fold): "
+            "`plots/reliability.png`."
+        )
+
     def _performance(self) -> str:
+        o = self.outcome
         rows = [
             (
                 label,
-                f"{_num(m['roc_auc'])} ({_num(m['roc_auc_ci_lower'])}–{_num(m['roc_auc_ci_upper'])})",
-                _num(m["brier"], 4),
-                _num(m["scaled_brier"]),
-                _num(m["log_loss"], 4),
-                f"{int(m['n'])} / {int(m['events'])}",
+                _num(m.apparent, 3),
+                _num(m.optimism, 3),
+                _ci(m, 3 if name != "calibration_slope" else 2),
             )
-            for label, m in (
-                ("held-out test", self.outcome.heldout_metrics),
-                ("development, out-of-fold", self.outcome.cv_metrics),
-            )
+            for name, label in _LABELS.items()
+            for m in [o.validation.metrics[name]]
         ]
-        headers = ("data", "AUC (95% CI)", "Brier", "scaled Brier", "log loss", "n / events")
-        lines = ["## Performance (TRIPOD+AI 23)", "", *_table(headers, rows)]
-        return "\n".join([*lines, "", PERFORMANCE_NOTE])
+        null = o.null.metrics["log_loss"].corrected
+        note = PERFORMANCE_NOTE.format(n_boot=self.n_boot, failed=o.validation.failed)
+        return "\n".join(
+            [
+                "## Performance (TRIPOD+AI 23)",
+                "",
+                *_table(("metric", "apparent", "optimism", "optimism-corrected (95% CI)"), rows),
+                "",
+                f"The intercept-only model (the average risk for everyone): optimism-corrected log loss "
+                f"{_num(null, 4)}.",
+                "",
+                note,
+            ]
+        )
 
     def _subgroups(self) -> str:
         head = (
             "## Performance by subgroup (TRIPOD+AI 14, 23b)\n\n"
-            "Held-out test set, by sex, age band, setting and regimen class."
+            "Out-of-fold risks of the chosen candidate (first cross-validation repeat), by sex, age band, "
+            "setting and regimen class."
         )
         return head + "\n\n" + subgroup_markdown(self.outcome.subgroups)
 
     def _explanations(self) -> str:
         top = self.outcome.importance.head(TOP_FEATURES)
         rows = [(f"`{r.feature}`", r.field, _num(r.mean_abs_shap)) for r in top.itertuples()]
+        note = EXPLANATIONS_NOTE.format(average=f"{self.outcome.model.info['average_risk']:.3f}")
         return "\n".join(
-            [
-                "## Main predictors by SHAP (held-out set)",
-                "",
-                EXPLANATIONS_NOTE,
-                "",
-                *_table(("feature", "field", "mean abs SHAP"), rows),
-            ]
+            ["## Main predictors by SHAP", "", note, "", *_table(("feature", "field", "mean abs SHAP"), rows)]
         )
 
     def _limitations(self) -> str:
         return LIMITATIONS.format(data=SYNTHETIC_LIMITATION if self.synthetic else FILE_LIMITATION)
+
+
+def _ci(m, digits: int = 3) -> str:
+    """``corrected (lower–upper)`` of a validated metric."""
+    return f"{_num(m.corrected, digits)} ({_num(m.lower, digits)}–{_num(m.upper, digits)})"
 
 
 def subgroup_markdown(table: pd.DataFrame) -> str:

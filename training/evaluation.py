@@ -48,6 +48,7 @@ __all__ = [
     "REGIMEN_CLASSES",
     "Interval",
     "age_band",
+    "auc",
     "calibration",
     "decision_curve_figure",
     "discrimination",
@@ -155,6 +156,12 @@ def _discrimination(y: NDArray, p: NDArray, groups: ArrayLike | None, n_boot: in
         return Interval(estimate, float("nan"), float("nan"))
     lower, upper = np.percentile(aucs, [2.5, 97.5])
     return Interval(estimate, float(lower), float(upper))
+
+
+def auc(y: ArrayLike, p: ArrayLike) -> float:
+    """ROC AUC (c-statistic), ties counting 1/2; NaN with one outcome class."""
+    y_arr, p_arr = _check(y, p)
+    return float(_weighted_auc(y_arr, p_arr, np.ones((1, len(y_arr))))[0])
 
 
 def discrimination(

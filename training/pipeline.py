@@ -1,26 +1,33 @@
-"""Training of both outcome models: split, compare candidates, calibrate, evaluate, explain.
+"""Development of both outcome models on all the data, checked for sample size and validated by bootstrap.
 
 The steps, per outcome (``features.schema.OUTCOMES``):
 
-1. Patients (not lines) are split into development (80%) and held-out test (20%) sets.
-2. On development data, each candidate (``training.estimators``) is scored by repeated, patient-grouped
-   cross-validation with cross-fitted calibration, and one is chosen (``training.selection.choose``).
-3. The chosen candidate is refitted on all development data and Platt-calibrated on its out-of-fold
-   margins: the registered model is exactly the one whose held-out performance is reported.
-4. The held-out set gives discrimination with a bootstrap CI, calibration, reliability/ROC/decision
-   curves and a subgroup table; SHAP values on the calibrated logit give the global importance.
+1. **Sample size** (:mod:`training.candidates`): the effective number of lines against Riley's minimum for
+   each candidate; candidates the data cannot support are not fitted; below the parsimonious model's
+   minimum, training is refused unless explicitly allowed.
+2. **Development on all lines**: the feature encoding is fitted, every eligible candidate is scored by
+   repeated patient-grouped cross-validation, one is chosen by the corrected one-SE rule
+   (:mod:`training.selection`), and it is fitted, shrunk or calibrated, on all lines.
+3. **Internal validation** (:mod:`training.validation`): the whole of step 2 is repeated on ``n_boot``
+   bootstrap resamples of patients; the optimism-corrected AUC, calibration and Brier score, with confidence
+   intervals, are what the model is reported with.
+4. **Gates**: a model is usable only if it beats the intercept-only model on the optimism-corrected log loss
+   and its corrected calibration slope is positive; the registry registers nothing else.
+5. Out-of-fold risks of the chosen candidate give the reliability, ROC and decision curves and the subgroup
+   table; SHAP values on the calibrated logit give the global importance.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.model_selection import GroupShuffleSplit
+from scipy.special import expit
 
 from features.encoding import FEATURE_GROUPS, FEATURE_NAMES, FeatureEncoder
 from features.errors import LenriskError
@@ -28,14 +35,13 @@ from features.model.registry import MODEL_NAMES
 from features.model.riskmodel import RiskModel
 from features.schema import OUTCOMES
 from training import evaluation
-from training.calibration import fit_platt
-from training.estimators import BoostedSpec, LogisticSpec
+from training.candidates import ORDER, Adequacy, adequacy, refuse_small, spec
 from training.explain import beeswarm_figure, importance_table
 from training.selection import CVResult, choose, cross_validate, default_repeats
+from training.validation import Validation, optimism_bootstrap
 
 MIN_EVENTS = 20
-TEST_SHARE = 0.2
-CANDIDATES = (LogisticSpec(), BoostedSpec())
+N_BOOT = 200
 SHAP_SAMPLE = 2_000  # rows explained for the global summary and the beeswarm plot
 
 
@@ -53,21 +59,36 @@ class OutcomeResult:
     chosen: str
     reason: str
     cv: dict[str, CVResult]
-    cv_metrics: dict[str, float]
-    heldout_metrics: dict[str, float]
+    adequacy: Adequacy
+    validation: Validation
+    null: Validation  # the intercept-only model, validated on the same resamples
+    oof_metrics: dict[str, float]
     subgroups: pd.DataFrame
     importance: pd.DataFrame
     figures: dict[str, Figure]
     data: dict[str, Any]
+    problems: list[str] = field(default_factory=list)  # why the model is not usable (empty: usable)
+
+    @property
+    def usable(self) -> bool:
+        """Beats the null model, calibration slope above 0: may be registered."""
+        return not self.problems
+
+    @property
+    def small_sample(self) -> bool:
+        """Developed although the sample is below the parsimonious model's minimum (explicitly allowed)."""
+        return not self.adequacy.met
 
 
 @dataclass
 class TrainingResult:
-    """Both outcomes' results, plus where the data came from."""
+    """Both outcomes' results, where the data came from, and the development data (kept in memory only)."""
 
     outcomes: dict[str, OutcomeResult]
     source: str
     seed: int
+    n_boot: int
+    frame: pd.DataFrame
 
 
 def check_outcomes(frame: pd.DataFrame) -> None:
@@ -86,11 +107,64 @@ def check_outcomes(frame: pd.DataFrame) -> None:
             )
 
 
-def split_patients(frame: pd.DataFrame, *, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Development and held-out test sets, all lines of a patient on the same side."""
-    splitter = GroupShuffleSplit(n_splits=1, test_size=TEST_SHARE, random_state=seed)
-    dev, test = next(splitter.split(frame, groups=frame["patient_id"]))
-    return frame.iloc[dev], frame.iloc[test]
+def check_sample_size(frame: pd.DataFrame, *, allow_small_sample: bool) -> dict[str, Adequacy]:
+    """Each outcome's :class:`Adequacy`; :class:`SmallSampleError` if too small and not allowed."""
+    patients = frame["patient_id"].to_numpy()
+    checks = {
+        o: adequacy(o, frame[c].to_numpy(), patients, allow_small_sample=allow_small_sample)
+        for o, c in OUTCOMES.items()
+    }
+    refuse_small(list(checks.values()))
+    return checks
+
+
+@dataclass(frozen=True)
+class _Developed:
+    """One run of the development procedure on some rows: per outcome the model, its CV and choice."""
+
+    encoder: FeatureEncoder
+    models: dict[str, RiskModel]
+    cv: dict[str, dict[str, CVResult]]
+    chosen: dict[str, tuple[str, str]]
+
+
+class _Procedure:
+    """The development procedure (step 2) on any rows of the development frame: what the bootstrap repeats."""
+
+    def __init__(self, frame: pd.DataFrame, checks: dict[str, Adequacy], *, repeats: int, seed: int) -> None:
+        self.frame, self.checks, self.repeats, self.seed = frame, checks, repeats, seed
+        self.patients = frame["patient_id"].to_numpy()
+        self.y = {o: frame[c].to_numpy() for o, c in OUTCOMES.items()}
+
+    def develop(
+        self, rows: np.ndarray, *, seed: int, advance: Callable[[], None] | None = None
+    ) -> _Developed:
+        data = self.frame.iloc[rows]
+        encoder = FeatureEncoder().fit(data)
+        X, groups = encoder.transform(data), self.patients[rows]
+        models, cvs, chosen = {}, {}, {}
+        for outcome, y_all in self.y.items():
+            y = y_all[rows]
+            names = self.checks[outcome].eligible
+            cvs[outcome] = {
+                n: cross_validate(spec(n), X, y, groups, n_repeats=self.repeats, seed=seed, advance=advance)
+                for n in names
+            }
+            chosen[outcome] = choose(cvs[outcome], ORDER)
+            estimator, calibrator = spec(chosen[outcome][0]).fit(X, y, seed=seed, groups=groups)
+            models[outcome] = RiskModel(outcome, encoder, estimator, calibrator)
+        return _Developed(encoder, models, cvs, chosen)
+
+    def risks(self, developed: _Developed, rows: np.ndarray) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        """Per outcome ``risk(lines)`` of ``developed`` (the procedure run on ``rows``), and of the
+        intercept-only model of the same rows (``<outcome>:null``)."""
+        X_all = developed.encoder.transform(self.frame)
+        out: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+        for outcome, model in developed.models.items():
+            out[outcome] = lambda r, m=model: expit(m.logit_of(X_all[r]))
+            average = float(self.y[outcome][rows].mean())
+            out[f"{outcome}:null"] = lambda r, a=average: np.full(len(r), a)
+        return out
 
 
 def train(
@@ -98,82 +172,85 @@ def train(
     *,
     seed: int = 0,
     source: str,
+    n_boot: int = N_BOOT,
     n_repeats: int | None = None,
+    allow_small_sample: bool = False,
     progress: Callable[[str, int], Callable[[], None]] | None = None,
 ) -> TrainingResult:
-    """Train, calibrate, evaluate and explain both outcome models on validated training rows.
+    """Develop, validate and explain both outcome models on validated training rows.
 
     ``progress(description, total)`` (optional) returns a callable advanced once per unit of work.
     """
     check_outcomes(frame)
-    dev, test = split_patients(frame, seed=seed)
-    check_outcomes(dev)
-    encoder = FeatureEncoder().fit(dev)
-    X_dev, X_test = encoder.transform(dev), encoder.transform(test)
-    repeats = n_repeats or default_repeats(len(dev))
-    results = {}
-    for outcome, column in OUTCOMES.items():
-        advance = progress(f"{outcome}: cross-validation", repeats * len(CANDIDATES)) if progress else None
-        results[outcome] = _train_outcome(
-            outcome,
-            encoder,
-            dev,
-            test,
-            X_dev,
-            X_test,
-            dev[column].to_numpy(),
-            test[column].to_numpy(),
-            repeats=repeats,
-            seed=seed,
-            advance=advance,
-        )
-    return TrainingResult(outcomes=results, source=source, seed=seed)
+    checks = check_sample_size(frame, allow_small_sample=allow_small_sample)
+    repeats = n_repeats or default_repeats(len(frame))
+    procedure = _Procedure(frame, checks, repeats=repeats, seed=seed)
+    everyone = np.arange(len(frame))
+    n_cv = repeats * sum(len(a.eligible) for a in checks.values())
+    advance = progress("cross-validated selection", n_cv) if progress else None
+    developed = procedure.develop(everyone, seed=seed, advance=advance)
+    advance = progress(f"bootstrap validation ({n_boot} resamples)", n_boot) if progress else None
+    outcomes = {o: procedure.y[o] for o in OUTCOMES} | {f"{o}:null": procedure.y[o] for o in OUTCOMES}
 
+    def develop(rows: np.ndarray, b: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        return procedure.risks(developed if b == 0 else procedure.develop(rows, seed=seed + b), rows)
 
-def _train_outcome(
-    outcome: str,
-    encoder: FeatureEncoder,
-    dev: pd.DataFrame,
-    test: pd.DataFrame,
-    X_dev: np.ndarray,
-    X_test: np.ndarray,
-    y_dev: np.ndarray,
-    y_test: np.ndarray,
-    *,
-    repeats: int,
-    seed: int,
-    advance: Callable[[], None] | None,
-) -> OutcomeResult:
-    groups = dev["patient_id"].to_numpy()
-    cv = {
-        spec.name: cross_validate(spec, X_dev, y_dev, groups, n_repeats=repeats, seed=seed, advance=advance)
-        for spec in CANDIDATES
+    validations = optimism_bootstrap(
+        develop,
+        outcomes,
+        procedure.patients,
+        n_boot=n_boot,
+        seed=seed,
+        advance=advance,
+    )
+    results = {
+        o: _result(o, frame, developed, validations[o], validations[f"{o}:null"], checks[o], seed=seed)
+        for o in OUTCOMES
     }
-    chosen, reason = choose(cv)
-    spec = next(s for s in CANDIDATES if s.name == chosen)
-    estimator = spec.fit(X_dev, y_dev, seed=seed)
-    calibrator = fit_platt(cv[chosen].oof_margin, y_dev)
-    info = {"chosen_because": reason, "cv_repeats": repeats, "seed": seed}
-    model = RiskModel(outcome=outcome, encoder=encoder, estimator=estimator, calibrator=calibrator, info=info)
+    return TrainingResult(outcomes=results, source=source, seed=seed, n_boot=n_boot, frame=frame)
 
-    p_test = model.probability(test)
-    title = f"{MODEL_NAMES[outcome]} ({chosen}), held-out patients"
-    heldout = evaluation.evaluate(y_test, p_test, groups=test["patient_id"].to_numpy(), seed=seed)
-    cv_metrics = evaluation.evaluate(y_dev, cv[chosen].oof_probability, groups=groups, seed=seed)
+
+def _result(
+    outcome: str,
+    frame: pd.DataFrame,
+    developed: _Developed,
+    validation: Validation,
+    null: Validation,
+    check: Adequacy,
+    *,
+    seed: int,
+) -> OutcomeResult:
+    model = developed.models[outcome]
+    chosen, reason = developed.chosen[outcome]
+    cv = developed.cv[outcome]
+    y = frame[OUTCOMES[outcome]].to_numpy()
+    groups = frame["patient_id"].to_numpy()
+    oof = cv[chosen].oof_probability
+    title = f"{MODEL_NAMES[outcome]} ({chosen}), out of fold"
     subgroups = evaluation.subgroup_table(
-        y_test,
-        p_test,
+        y,
+        oof,
         {
-            "sex": test["sex"].to_numpy(),
-            "age band": evaluation.age_band(test["age"].to_numpy()),
-            "setting": test["setting"].to_numpy(),
-            "regimen class": evaluation.regimen_class(test["regimen"].to_numpy()),
+            "sex": frame["sex"].to_numpy(),
+            "age band": evaluation.age_band(frame["age"].to_numpy()),
+            "setting": frame["setting"].to_numpy(),
+            "regimen class": evaluation.regimen_class(frame["regimen"].to_numpy()),
         },
     )
-    sample = np.random.default_rng(seed).permutation(len(X_test))[:SHAP_SAMPLE]
-    explanation = model.explain_encoded(X_test[sample])
-    figures = evaluation.figures_for(y_test, p_test, title)
-    figures["shap_beeswarm.png"] = beeswarm_figure(explanation, X_test[sample], title)
+    X = developed.encoder.transform(frame)
+    sample = np.random.default_rng(seed).permutation(len(X))[:SHAP_SAMPLE]
+    explanation = model.explain_encoded(X[sample])
+    figures = evaluation.figures_for(y, oof, title, groups=groups, seed=seed)
+    figures["shap_beeswarm.png"] = beeswarm_figure(explanation, X[sample], title)
+    probability = model.probability(frame)
+    info = {
+        "chosen_because": reason,
+        "cv_repeats": len(cv[chosen].log_loss) // 5,
+        "seed": seed,
+        "average_risk": float(probability.mean()),
+        "small_sample": not check.met,
+    }
+    model = RiskModel(outcome, model.encoder, model.estimator, model.calibrator, info=info)
     return OutcomeResult(
         outcome=outcome,
         model_name=MODEL_NAMES[outcome],
@@ -181,21 +258,41 @@ def _train_outcome(
         chosen=chosen,
         reason=reason,
         cv=cv,
-        cv_metrics=cv_metrics,
-        heldout_metrics=heldout,
+        adequacy=check,
+        validation=validation,
+        null=null,
+        oof_metrics=evaluation.evaluate(y, oof, groups=groups, seed=seed),
         subgroups=subgroups,
         importance=importance_table(explanation),
         figures=figures,
         data={
-            "n_rows": len(dev) + len(test),
-            "n_patients": int(pd.concat([dev["patient_id"], test["patient_id"]]).nunique()),
-            "n_development": len(dev),
-            "n_test": len(test),
-            "events_development": int(y_dev.sum()),
-            "events_test": int(y_test.sum()),
-            "prevalence": float(np.concatenate([y_dev, y_test]).mean()),
-            "settings": {k: int(v) for k, v in dev["setting"].value_counts().items()},
+            "n_rows": len(frame),
+            "n_patients": int(frame["patient_id"].nunique()),
+            "events": int(y.sum()),
+            "prevalence": float(y.mean()),
+            "settings": {k: int(v) for k, v in frame["setting"].value_counts().items()},
             "n_features": len(FEATURE_NAMES),
             "n_feature_groups": len(set(FEATURE_GROUPS.values())),
         },
+        problems=_problems(chosen, validation, null),
     )
+
+
+def _problems(chosen: str, validation: Validation, null: Validation) -> list[str]:
+    """Why a model must not be used: not better than the average risk, or an inverted or flat ranking."""
+    problems = []
+    loss, null_loss = validation.metrics["log_loss"].corrected, null.metrics["log_loss"].corrected
+    if chosen == "null":
+        problems.append("no candidate predicts better than the average risk (the intercept-only model won)")
+    elif not loss < null_loss:
+        problems.append(
+            f"optimism-corrected log loss {loss:.4f} is not below the intercept-only model's {null_loss:.4f}"
+        )
+    slope = validation.metrics["calibration_slope"].corrected
+    if chosen != "null" and not slope > 0:
+        problems.append(f"optimism-corrected calibration slope {slope:.2f} is not above 0 (inverted or flat)")
+    if validation.resamples < 0.9 * (validation.resamples + validation.failed):
+        problems.append(f"{validation.failed} bootstrap resamples could not be developed")
+    if not math.isfinite(loss):
+        problems.append("the optimism-corrected performance could not be estimated")
+    return problems

@@ -13,6 +13,7 @@ contract only (:func:`runtime_code`).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
 import math
@@ -33,11 +34,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 from features.errors import LenriskError
 from features.model.registry import (
     CHALLENGER,
     CHAMPION,
+    CHAMPION_ON_DEVELOPMENT,
+    COMPARED_CHAMPION_TAG,
     DIGEST_TAG,
     FAMILY_TAG,
     MLFLOW_ENV_DEFAULTS,
@@ -47,54 +51,65 @@ from features.model.registry import (
     PROMOTION_METRIC,
     REPO_ROOT,
     RUN_TAG,
+    SMALL_SAMPLE_TAG,
     RegistrySettings,
+    load_registered,
 )
 from features.schema import OUTCOMES, PREDICTOR_NAMES, RECORD_COLUMNS, Kind
 from features.validate import validate_table
+from training import evaluation
 from training.card import ModelCard, SyntheticSource, subgroup_markdown
 from training.cohort.generate import generate_cohort
 from training.cohort.params import parameter_sources
 from training.pipeline import OutcomeResult, TrainingResult
-from training.selection import N_SPLITS
+from training.selection import N_SPLITS, SELECTION_RULE
 
 #: The logged model's code, run by MLflow on load (models from code); located, not imported (importing it
 #: would declare the model to MLflow in this process).
 PYFUNC_CODE = Path(importlib.util.find_spec("features.model.pyfunc").origin)
 #: Import names of everything the logged model runs on, pinned to their installed distributions.
 MODEL_IMPORTS = ("mlflow", "numpy", "pandas", "pyarrow", "scipy", "xgboost")
-_MLFLOW_TYPES = {Kind.NUMBER: "double", Kind.INTEGER: "long", Kind.BINARY: "long"}
 
 
 class RegistryError(LenriskError):
     """The registry lacks what a request needs: a registered model, an alias or a training metric."""
 
 
+class NotRegisteredError(LenriskError):
+    """A trained model failed a registration gate: logged with its card, not registered."""
+
+
 @dataclass(frozen=True)
 class RegisteredVersion:
-    """A model version created by :func:`log_and_register`, with the training result behind it."""
+    """What :func:`log_and_register` did with one outcome: its training run and, if the model is usable,
+    the version registered (``version`` is None when the model failed a gate and was only logged)."""
 
     name: str
-    version: str
+    version: str | None
     aliases: tuple[str, ...]
     run_id: str
-    digest: str
+    digest: str | None
     result: OutcomeResult
 
     @property
-    def cv_log_loss(self) -> float:
-        """The promotion metric of this version."""
-        return self.result.cv[self.result.chosen].summary()["log_loss_mean"]
+    def validated_log_loss(self) -> float:
+        """The optimism-corrected log loss (the promotion metric)."""
+        return self.result.validation.metrics["log_loss"].corrected
 
 
 @dataclass(frozen=True)
 class Promotion:
-    """The comparison behind one ``promote`` decision (``champion`` is None when there is none)."""
+    """The comparison behind one ``promote`` decision (``champion`` is None when there is none).
+
+    Both log losses are on the challenger's development data: the challenger's optimism-corrected, the
+    champion's as it scored those patients, whom it was not developed on.
+    """
 
     name: str
     champion: str | None
-    champion_cv_log_loss: float
+    champion_log_loss: float
     challenger: str
-    challenger_cv_log_loss: float
+    challenger_log_loss: float
     promoted: bool
     decision: str
 
@@ -102,12 +117,14 @@ class Promotion:
 def model_signature() -> ModelSignature:
     """Contract columns in, calibrated ``probability`` and its ``logit`` out.
 
-    Nullable columns are doubles (NaN = unknown, as in :func:`features.validate.validate_table`'s output)
-    and, like ``patient_id``, optional.
+    Numeric columns are declared as any type: a registry file read with ``pandas.read_csv`` holds integer
+    ages and ECOG, floats where a value is missing, and MLflow would refuse an int64 column declared double
+    ("Can not safely convert int64 to float64"). The model checks every cell against the record contract
+    itself (:func:`features.validate.validate_table`). Nullable columns and ``patient_id`` are optional.
     """
     inputs = [
         ColSpec(
-            "double" if c.nullable else _MLFLOW_TYPES.get(c.kind, "string"),
+            "string" if c.kind in (Kind.STRING, Kind.CATEGORY) else AnyType(),
             c.name,
             required=c.required_in_api and not c.nullable,
         )
@@ -182,10 +199,11 @@ def configure_mlflow(settings: RegistrySettings) -> str:
 def log_and_register(
     result: TrainingResult, settings: RegistrySettings, *, synthetic: SyntheticSource | None = None
 ) -> list[RegisteredVersion]:
-    """Log one parent run with a nested run per outcome; register, describe, tag and alias each model.
+    """Log one parent run with a nested run per outcome; register, describe, tag and alias each usable model.
 
-    ``synthetic`` describes the generator call when the data are synthetic (shown in the model card and
-    logged as parameters and ``generator_parameters.csv``).
+    A model that failed a gate (:attr:`OutcomeResult.problems`) is logged with its card and figures so that
+    reviewers can see why, and not registered. ``synthetic`` describes the generator call when the data are
+    synthetic (shown in the model card and logged as parameters and ``generator_parameters.csv``).
     """
     experiment_id = configure_mlflow(settings)
     client = MlflowClient()
@@ -197,6 +215,7 @@ def log_and_register(
                 "seed": result.seed,
                 "n_rows": data["n_rows"],
                 "n_patients": data["n_patients"],
+                "bootstrap_resamples": result.n_boot,
                 "lenrisk_version": _lenrisk_version(),
                 **(_synthetic_params(synthetic) if synthetic else {}),
             }
@@ -215,28 +234,29 @@ def _log_outcome(
     run_id: str,
     synthetic: SyntheticSource | None,
 ) -> RegisteredVersion:
-    mlflow.log_params(_params(outcome))
+    mlflow.log_params(_params(outcome, result))
     mlflow.log_metrics(_metrics(outcome))
+    name = outcome.model_name
     with tempfile.TemporaryDirectory() as tmp:
-        files = Path(tmp) / "files"
-        (files / "plots").mkdir(parents=True)
-        for name, figure in outcome.figures.items():
-            figure.savefig(files / "plots" / name)
-            plt.close(figure)
-        outcome.subgroups.to_csv(files / "subgroups.csv", index=False)
-        (files / "subgroups.md").write_text(subgroup_markdown(outcome.subgroups) + "\n")
-        outcome.importance.to_csv(files / "shap_importance.csv", index=False)
-        if synthetic:
-            rows = parameter_sources(synthetic.params)
-            pd.DataFrame(rows, columns=["scope", "name", "value", "source"]).to_csv(
-                files / "generator_parameters.csv", index=False
-            )
-        mlflow.log_artifacts(str(files))
-
+        _log_files(outcome, Path(tmp) / "files", synthetic)
+        card = ModelCard(
+            outcome=outcome,
+            source=result.source,
+            seed=result.seed,
+            n_boot=result.n_boot,
+            synthetic=synthetic,
+            run_id=run_id,
+            lenrisk_version=_lenrisk_version(),
+        )
+        if not outcome.usable:
+            mlflow.log_text(card.markdown(), MODEL_CARD_ARTIFACT)
+            mlflow.set_tags({"registered": "false", "not_usable_because": "; ".join(outcome.problems)})
+            return RegisteredVersion(name, None, (), run_id, None, outcome)
+        compared = _score_champion(client, name, result.frame, outcome.outcome, Path(tmp) / "champion")
         artifact = Path(tmp) / "risk_model"
         digest = outcome.model.save(artifact)
         info = mlflow.pyfunc.log_model(
-            name=outcome.model_name,
+            name=name,
             python_model=str(PYFUNC_CODE),
             artifacts={"risk_model": str(artifact)},
             model_config={"digest": digest, "outcome": outcome.outcome},
@@ -244,37 +264,78 @@ def _log_outcome(
             signature=model_signature(),
             input_example=input_example(),
             pip_requirements=list(pip_requirements()),
-            registered_model_name=outcome.model_name,
+            registered_model_name=name,
         )
-    name, version = outcome.model_name, str(info.registered_model_version)
-    card = ModelCard(
-        outcome=outcome,
-        source=result.source,
-        seed=result.seed,
-        synthetic=synthetic,
-        version=version,
-        run_id=run_id,
-        digest=digest,
-        lenrisk_version=_lenrisk_version(),
-    )
+    version = str(info.registered_model_version)
+    card = dataclasses.replace(card, version=version, digest=digest)
     mlflow.log_text(card.markdown(), MODEL_CARD_ARTIFACT)
     client.update_model_version(name, version, description=card.description())
-    tags = {DIGEST_TAG: digest, FAMILY_TAG: outcome.chosen, OUTCOME_TAG: outcome.outcome, RUN_TAG: run_id}
+    tags = {
+        DIGEST_TAG: digest,
+        FAMILY_TAG: outcome.model.family,
+        OUTCOME_TAG: outcome.outcome,
+        RUN_TAG: run_id,
+    }
+    if outcome.small_sample:
+        tags[SMALL_SAMPLE_TAG] = "true"
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, CHALLENGER, version)
-    if version == "1":
+    if compared is None and not outcome.small_sample:  # no champion yet: the first usable model is
         client.set_registered_model_alias(name, CHAMPION, version)
     aliases = tuple(sorted(client.get_model_version(name, version).aliases))
     return RegisteredVersion(name, version, aliases, run_id, digest, outcome)
 
 
-def _params(outcome: OutcomeResult) -> dict[str, object]:
-    model = outcome.model
+def _log_files(outcome: OutcomeResult, files: Path, synthetic: SyntheticSource | None) -> None:
+    """Figures and tables of one outcome, logged as run artifacts."""
+    (files / "plots").mkdir(parents=True)
+    for name, figure in outcome.figures.items():
+        figure.savefig(files / "plots" / name)
+        plt.close(figure)
+    outcome.subgroups.to_csv(files / "subgroups.csv", index=False)
+    (files / "subgroups.md").write_text(subgroup_markdown(outcome.subgroups) + "\n")
+    outcome.importance.to_csv(files / "shap_importance.csv", index=False)
+    pd.DataFrame(outcome.adequacy.table()).to_csv(files / "sample_size.csv", index=False)
+    pd.DataFrame([{"candidate": n, **cv.summary()} for n, cv in outcome.cv.items()]).to_csv(
+        files / "candidates.csv", index=False
+    )
+    if synthetic:
+        rows = parameter_sources(synthetic.params)
+        pd.DataFrame(rows, columns=["scope", "name", "value", "source"]).to_csv(
+            files / "generator_parameters.csv", index=False
+        )
+    mlflow.log_artifacts(str(files))
+
+
+def _score_champion(
+    client: MlflowClient, name: str, frame: pd.DataFrame, outcome: str, folder: Path
+) -> tuple[str, float] | None:
+    """The current champion's log loss on the new development data, logged for ``promote`` (None: no
+    champion yet)."""
+    try:
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException as err:
+        if err.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise
+        return None
+    if CHAMPION not in aliases:
+        return None
+    version = str(aliases[CHAMPION])
+    champion = load_registered(client, name, version, str(folder))
+    y = frame[OUTCOMES[outcome]].to_numpy()
+    loss = evaluation.overall(y, champion.probability(frame))["log_loss"]
+    mlflow.log_metric(CHAMPION_ON_DEVELOPMENT, loss)
+    mlflow.set_tag(COMPARED_CHAMPION_TAG, version)
+    return version, loss
+
+
+def _params(outcome: OutcomeResult, result: TrainingResult) -> dict[str, object]:
+    model, check = outcome.model, outcome.adequacy
     estimator = model.estimator
     hyper = (
-        {"hp_C": estimator.C}
-        if outcome.chosen == "logistic"
+        {"hp_ridge_C": estimator.C}
+        if model.family == "logistic"
         else {
             **{f"hp_{k}": v for k, v in estimator.params.items()},
             "hp_num_boost_round": estimator.booster.num_boosted_rounds(),
@@ -284,29 +345,46 @@ def _params(outcome: OutcomeResult) -> dict[str, object]:
         "outcome": outcome.outcome,
         "outcome_column": OUTCOMES[outcome.outcome],
         "model_name": outcome.model_name,
-        "chosen_family": outcome.chosen,
+        "chosen_candidate": outcome.chosen,
+        "chosen_family": model.family,
         "chosen_because": outcome.reason,
+        "candidates_fitted": ",".join(check.eligible),
+        "selection_rule": SELECTION_RULE,
         "cv_repeats": model.info["cv_repeats"],
         "cv_folds": N_SPLITS,
-        "calibration_method": "platt-on-margin",
+        "bootstrap_resamples": result.n_boot,
+        "calibration_method": "heuristic shrinkage" if model.family == "logistic" else "platt-on-margin",
         "calibrator_slope": model.calibrator.slope,
         "calibrator_intercept": model.calibrator.intercept,
+        "anticipated_c": check.anticipated_c,
+        "anticipated_r2_cs": round(check.r2_cs, 4),
+        "small_sample": outcome.small_sample,
         **{k: v for k, v in outcome.data.items() if not isinstance(v, dict)},
         **hyper,
     }
 
 
 def _metrics(outcome: OutcomeResult) -> dict[str, float]:
-    metrics = {}
-    for name, cv in outcome.cv.items():
-        metrics |= {f"cv_{name}_{key}": value for key, value in cv.summary().items()}
-    chosen = outcome.cv[outcome.chosen].summary()
-    for score in ("log_loss", "brier", "roc_auc"):
-        metrics[f"cv_{score}"] = chosen[f"{score}_mean"]
-        metrics[f"cv_{score}_sd"] = chosen[f"{score}_sd"]
-    metrics |= {f"oof_{key}": value for key, value in outcome.cv_metrics.items()}
-    metrics |= {f"test_{key}": value for key, value in outcome.heldout_metrics.items()}
-    return metrics
+    check, chosen = outcome.adequacy, outcome.chosen
+    requirement = check.requirements[chosen]
+    metrics = outcome.validation.flat()
+    metrics["null_validated_log_loss"] = outcome.null.metrics["log_loss"].corrected
+    metrics["bootstrap_failed"] = outcome.validation.failed
+    metrics |= {
+        f"cv_{name}_{key}": value for name, cv in outcome.cv.items() for key, value in cv.summary().items()
+    }
+    metrics |= {f"oof_{key}": value for key, value in outcome.oof_metrics.items()}
+    metrics |= {
+        "riley_min_n": check.minimum[chosen],
+        "n_parameters": requirement.parameters,
+        "events_per_parameter": min(requirement.events_per_parameter(check.effective.n), 1e9),
+        "effective_n": check.effective.n,
+        "icc": check.effective.icc,
+        "expected_shrinkage": requirement.expected_shrinkage(check.effective.n),
+        "applied_shrinkage": outcome.model.calibrator.slope,
+        "average_risk": outcome.model.info["average_risk"],
+    }
+    return {k: float(v) for k, v in metrics.items()}
 
 
 def _synthetic_params(synthetic: SyntheticSource) -> dict[str, object]:
@@ -324,11 +402,13 @@ def _lenrisk_version() -> str:
 def promote(
     settings: RegistrySettings, models: Sequence[str] | None = None, *, force: bool = False
 ) -> list[Promotion]:
-    """Move ``champion`` to the ``challenger`` version of each model when its CV log loss is no worse.
+    """Move ``champion`` to the ``challenger`` version of each model when it does no worse on the same data.
 
-    ``models`` defaults to both registered models. With ``force`` the challenger is promoted regardless
-    (also when no champion exists). Every model is checked before any alias moves; a missing model,
-    alias or metric raises :class:`RegistryError`.
+    The challenger's optimism-corrected log loss on its development data is compared with the champion's
+    log loss on those same patients, scored at registration. A challenger developed on too small a sample,
+    one compared with another champion than today's, or a model without a champion is promoted only with
+    ``force``. ``models`` defaults to both registered models. Every model is checked before any alias
+    moves; a missing model, alias or metric raises :class:`RegistryError`.
     """
     configure_mlflow(settings)
     client = MlflowClient()
@@ -350,29 +430,35 @@ def _decide(client: MlflowClient, name: str, force: bool) -> Promotion:
         raise RegistryError(f"{name} has no {CHALLENGER!r} version; train one with `lenrisk train`")
     challenger = str(aliases[CHALLENGER])
     champion = str(aliases[CHAMPION]) if CHAMPION in aliases else None
-    if champion is None and not force:
-        raise RegistryError(
-            f"{name} has no {CHAMPION!r} version; `lenrisk promote --force` makes version {challenger} "
-            "the champion"
-        )
-    new = _cv_log_loss(client, name, challenger)
-    old = _cv_log_loss(client, name, champion) if champion else math.nan
     if champion == challenger:
-        promoted, decision = False, "already champion"
-    elif new <= old:
-        promoted, decision = True, f"promoted ({new - old:+.4f})"
-    elif force:
-        promoted, decision = True, f"forced ({new - old:+.4f} worse)" if champion else "forced (no champion)"
-    else:
-        promoted, decision = False, f"kept ({new - old:+.4f} worse)"
-    return Promotion(name, champion, old, challenger, new, promoted, decision)
-
-
-def _cv_log_loss(client: MlflowClient, name: str, version: str) -> float:
-    run_id = client.get_model_version(name, version).run_id
-    value = client.get_run(run_id).data.metrics.get(PROMOTION_METRIC) if run_id else None
-    if value is None:
+        return Promotion(name, champion, math.nan, challenger, math.nan, False, "already champion")
+    version = client.get_model_version(name, challenger)
+    run = client.get_run(version.run_id) if version.run_id else None
+    new = run.data.metrics.get(PROMOTION_METRIC) if run else None
+    if new is None:
         raise RegistryError(
-            f"version {version} of {name} has no {PROMOTION_METRIC} metric in its training run"
+            f"version {challenger} of {name} has no {PROMOTION_METRIC} metric in its training run"
         )
-    return float(value)
+    compared = run.data.tags.get(COMPARED_CHAMPION_TAG)
+    old = run.data.metrics.get(CHAMPION_ON_DEVELOPMENT, math.nan) if compared == champion else math.nan
+    refusal = (
+        f"version {challenger} was developed on too small a sample"
+        if version.tags.get(SMALL_SAMPLE_TAG) == "true"
+        else f"{name} has no {CHAMPION!r} version"
+        if champion is None
+        else f"version {challenger} was compared with version {compared or 'none'} at training, not with the "
+        f"champion {champion}; retrain to compare both on the same data"
+        if compared != champion
+        else None
+    )
+    if refusal and not force:
+        raise RegistryError(f"{refusal}; `lenrisk promote --force` makes version {challenger} the champion")
+    if refusal:
+        promoted, decision = True, f"forced ({refusal})"
+    elif new <= old:
+        promoted, decision = True, f"promoted ({new - old:+.4f} on the same data)"
+    elif force:
+        promoted, decision = True, f"forced ({new - old:+.4f} worse on the same data)"
+    else:
+        promoted, decision = False, f"kept ({new - old:+.4f} worse on the same data)"
+    return Promotion(name, champion, float(old), challenger, float(new), promoted, decision)

@@ -15,12 +15,19 @@ when it is created.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.errors import ArtifactError
 from features.schema import OUTCOMES
+
+if TYPE_CHECKING:  # the registry's names and settings stay importable without MLflow or the model code
+    from mlflow import MlflowClient
+
+    from features.model.riskmodel import RiskModel
 
 #: The repository root: the parent of the ``features`` package directory.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +41,15 @@ DIGEST_TAG = "artifact_sha256"
 FAMILY_TAG = "family"
 OUTCOME_TAG = "outcome"
 RUN_TAG = "training_run_id"
-#: The metric ``lenrisk promote`` compares: the chosen candidate's mean cross-validated log loss.
-PROMOTION_METRIC = "cv_log_loss"
+#: Version tag of a model developed on fewer lines than the parsimonious model needs (explicitly allowed):
+#: it is flagged wherever it is shown and never becomes champion by itself.
+SMALL_SAMPLE_TAG = "small_sample"
+#: The metric ``lenrisk promote`` compares: the challenger's optimism-corrected log loss on its development
+#: data, against the champion's log loss on the same data (:data:`CHAMPION_ON_DEVELOPMENT`).
+PROMOTION_METRIC = "validated_log_loss"
+CHAMPION_ON_DEVELOPMENT = "champion_log_loss_on_development"
+#: Run tag naming the champion version scored on the challenger's development data.
+COMPARED_CHAMPION_TAG = "compared_champion_version"
 #: The full model card, logged in each outcome's training run (the version description summarises it).
 MODEL_CARD_ARTIFACT = "model_card.md"
 
@@ -48,6 +62,24 @@ MLFLOW_ENV_DEFAULTS = {
     "MLFLOW_UV_AUTO_DETECT": "false",  # requirements are pinned explicitly; do not copy the cwd's uv project
 }
 _SERVER_SCHEMES = ("http", "https", "databricks", "databricks-uc")
+
+
+def load_registered(client: MlflowClient, name: str, version: str, folder: str) -> RiskModel:
+    """Download a registered version's native artifact into ``folder`` and load it, verified against the
+    SHA-256 digest tagged on the version at registration (:class:`ArtifactError` without one)."""
+    import mlflow
+
+    from features.model.riskmodel import RiskModel
+
+    digest = client.get_model_version(name, version).tags.get(DIGEST_TAG)
+    if not digest:
+        raise ArtifactError(f"{name} version {version} has no {DIGEST_TAG} tag; refusing to load it")
+    path = mlflow.artifacts.download_artifacts(
+        artifact_uri=client.get_model_version_download_uri(name, version),
+        dst_path=folder,
+        tracking_uri=client.tracking_uri,
+    )
+    return RiskModel.load(Path(path) / "artifacts" / "risk_model", expected_digest=digest)
 
 
 def psycopg2_url(url: str) -> str:

@@ -40,7 +40,14 @@ class OutcomeOut(BaseModel):
     probability: float = Field(ge=0, le=1, description="calibrated probability")
     risk_band: Literal["low", "intermediate", "high"]
     risk_band_cut_points: BandCutPoints
-    base_value: float = Field(description="log-odds of the average training line (SHAP base value)")
+    base_value: float = Field(
+        description="the starting point of the explanation (SHAP base value), on the log-odds scale: the "
+        "model's log-odds for a patient whose every input is the development data's average; the "
+        "contributions move it to this patient's log-odds"
+    )
+    average_risk: float | None = Field(
+        default=None, description="mean predicted risk of the patients in the development data"
+    )
     contributions: list[Contribution] = Field(description="largest absolute contribution first")
     scale: Literal["log-odds"] = "log-odds"
     model: ModelRef
@@ -51,7 +58,7 @@ class ApplicabilityWarning(BaseModel):
 
     field: str
     value: Value
-    kind: Literal["unknown", "outside_training_range", "not_seen_in_training"]
+    kind: Literal["unknown", "outside_training_range", "not_seen_in_training", "small_development_sample"]
     message: str
     range: list[float] | None = None
 
@@ -88,6 +95,10 @@ class ModelOut(BaseModel):
     artifact_sha256: str
     metrics: dict[str, float]
     model_card: str
+    small_development_sample: bool = Field(
+        description="developed on fewer lines than the minimum sample size (allowed explicitly); never the "
+        "champion by itself"
+    )
 
 
 class ModelsResponse(BaseModel):
@@ -135,6 +146,7 @@ def outcome_out(prediction: OutcomePrediction, bands: RiskBands) -> OutcomeOut:
         risk_band=prediction.risk_band,
         risk_band_cut_points=BandCutPoints(intermediate_from=bands.intermediate, high_from=bands.high),
         base_value=prediction.base_value,
+        average_risk=prediction.model.average_risk,
         contributions=[
             Contribution(feature=f, value=v, contribution=c) for f, v, c in prediction.contributions
         ],
@@ -162,4 +174,5 @@ def model_out(outcome: str, loaded: LoadedModel) -> ModelOut:
         artifact_sha256=loaded.digest,
         metrics=dict(loaded.metrics),
         model_card=loaded.card,
+        small_development_sample=loaded.small_sample,
     )

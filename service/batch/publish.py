@@ -211,6 +211,7 @@ def _manifest(
                 "version": m.version,
                 "sha256": m.digest,
                 "family": m.model.family,
+                "small_development_sample": m.small_sample,
             }
             for outcome, m in predictor.models.items()
         },

@@ -38,7 +38,7 @@ def train(
         int | None, typer.Option("--synthetic", min=1, help="Train on a synthetic cohort of N lines instead.")
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="Seed of the split, the folds, the models and the cohort.")
+        int, typer.Option(help="Seed of the folds, the bootstrap, the models and the synthetic cohort.")
     ] = DEFAULT_SEED,
     setting: Annotated[
         list[str] | None,
@@ -47,9 +47,29 @@ def train(
     repeats: Annotated[
         int | None, typer.Option("--repeats", min=1, help="Cross-validation repeats (default: by data size).")
     ] = None,
+    bootstrap: Annotated[
+        int | None,
+        typer.Option(
+            "--bootstrap",
+            min=1,
+            help="Bootstrap resamples of the internal validation (default 200; fewer only to try out).",
+        ),
+    ] = None,
+    allow_small_sample: Annotated[
+        bool,
+        typer.Option(
+            "--allow-small-sample",
+            help="Train even when the data are below the parsimonious model's minimum sample size; the "
+            "model is flagged and never becomes champion by itself.",
+        ),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Fit, evaluate and register both models (discontinuation and dose reduction) in MLflow."""
+    """Check the sample size, develop, validate and register both models (discontinuation and dose reduction).
+
+    Models that do not beat the average risk, or whose ranking is inverted, are logged but not registered;
+    the command then exits with code 2.
+    """
     if (data is None) == (synthetic is None):
         raise typer.BadParameter("give exactly one of --data FILE or --synthetic N")
     if setting and synthetic is None:
@@ -60,9 +80,9 @@ def train(
     from features.validate import validate_table
     from training.card import SyntheticSource
     from training.cohort.generate import generate_cohort, resolve_settings
-    from training.pipeline import check_outcomes
+    from training.pipeline import N_BOOT, check_outcomes, check_sample_size
     from training.pipeline import train as fit
-    from training.registry import log_and_register
+    from training.registry import NotRegisteredError, log_and_register
 
     settings = RegistrySettings()
     out = console(quiet)
@@ -76,52 +96,96 @@ def train(
         label = cohort.label()
     check_outcomes(frame)  # refuse one-class data before any work
     out.print(f"Training on {label}: {len(frame)} lines")
+    checks = check_sample_size(frame, allow_small_sample=True)  # shown before fitting; refused in `fit`
+    out.print(_sample_size_table(checks))
     with progress(quiet) as bar:
 
         def track(description: str, total: int):
             task = bar.add_task(description, total=total)
             return lambda: bar.advance(task)
 
-        result = fit(frame, seed=seed, source=label, n_repeats=repeats, progress=track)
+        result = fit(
+            frame,
+            seed=seed,
+            source=label,
+            n_boot=bootstrap or N_BOOT,
+            n_repeats=repeats,
+            allow_small_sample=allow_small_sample,
+            progress=track,
+        )
         task = bar.add_task("logging and registering in MLflow", total=1)
         with _mlflow_output(quiet):
-            registered = log_and_register(result, settings, synthetic=cohort)
+            logged = log_and_register(result, settings, synthetic=cohort)
         bar.advance(task)
 
-    held_out = [r.result.heldout_metrics for r in registered]
+    def validated(r, metric: str, digits: int = 3) -> str:
+        m = r.result.validation.metrics[metric]
+        return f"{m.corrected:.{digits}f} ({m.lower:.{digits}f}–{m.upper:.{digits}f})"
+
     rows = {
-        "version": [r.version for r in registered],
-        "aliases": [", ".join(r.aliases) for r in registered],
-        "family": [r.result.chosen for r in registered],
-        "CV log loss": [f"{r.cv_log_loss:.4f}" for r in registered],
-        "AUC (95% CI)": [
-            f"{h['roc_auc']:.3f} ({h['roc_auc_ci_lower']:.3f}–{h['roc_auc_ci_upper']:.3f})" for h in held_out
-        ],
-        "cal. slope": [f"{h['calibration_slope']:.2f}" for h in held_out],
+        "version": [r.version or "not registered" for r in logged],
+        "aliases": [", ".join(r.aliases) for r in logged],
+        "model": [r.result.chosen + (" (small sample)" if r.result.small_sample else "") for r in logged],
+        "AUC (95% CI)": [validated(r, "roc_auc") for r in logged],
+        "cal. slope": [validated(r, "calibration_slope", 2) for r in logged],
+        "log loss": [f"{r.validated_log_loss:.4f}" for r in logged],
+        "null log loss": [f"{r.result.null.metrics['log_loss'].corrected:.4f}" for r in logged],
     }
-    table = _table("Registered models", [r.name for r in registered], rows)
+    title = f"Optimism-corrected ({result.n_boot} bootstrap resamples)"
+    table = _table(title, [r.name for r in logged], rows)
     console().print(table)
     out.print(f"Browse the runs and models: {_browse_hint(settings.tracking_uri)}")
+    refused = [r for r in logged if r.version is None]
+    if refused:
+        raise NotRegisteredError(
+            "; ".join(f"{r.name} not registered: {', '.join(r.result.problems)}" for r in refused)
+        )
 
 
 def promote(
     model: Annotated[
         list[str] | None, typer.Option("--model", help="Registered model name (repeatable; default both).")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Promote even if the challenger is worse.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Promote even if the challenger is worse, small-sample, or was compared with another "
+            "champion.",
+        ),
+    ] = False,
 ) -> None:
-    """Move the champion alias to the challenger when its cross-validated log loss is no worse."""
+    """Move the champion alias to the challenger when it does no worse on the same (its development) data."""
     from features.model.registry import RegistrySettings
     from training.registry import promote as decide
 
     decisions = decide(RegistrySettings(), model or None, force=force)
     rows = {
-        "champion": [f"{d.champion or 'none'} ({_loss(d.champion_cv_log_loss)})" for d in decisions],
-        "challenger": [f"{d.challenger} ({_loss(d.challenger_cv_log_loss)})" for d in decisions],
+        "champion": [f"{d.champion or 'none'} ({_loss(d.champion_log_loss)})" for d in decisions],
+        "challenger": [f"{d.challenger} ({_loss(d.challenger_log_loss)})" for d in decisions],
         "decision": [d.decision for d in decisions],
     }
     table = _table("Promotion", [d.name for d in decisions], rows)
     console().print(table)
+
+
+def _sample_size_table(checks) -> Table:
+    """Per outcome and candidate: parameters, lines needed, and whether the effective size meets it."""
+    table = Table(title="Sample size (Riley criteria; effective lines)", box=box.SIMPLE_HEAD)
+    for column in ("outcome", "effective lines", "candidate", "parameters", "lines needed", "EPP", "met"):
+        table.add_column(column, justify="left" if column in ("outcome", "candidate", "met") else "right")
+    for outcome, check in checks.items():
+        for i, row in enumerate(check.table()):
+            table.add_row(
+                outcome if i == 0 else "",
+                f"{check.effective.n:.0f}" if i == 0 else "",
+                row["candidate"],
+                str(row["parameters"]),
+                str(row["min_lines"]),
+                _loss(row["events_per_parameter"], 1),
+                "yes" if row["met"] else "no",
+            )
+    return table
 
 
 @contextmanager
@@ -164,5 +228,5 @@ def _browse_hint(uri: str) -> str:
     return uri if parsed.scheme in ("http", "https") else f"mlflow ui --backend-store-uri {uri}"
 
 
-def _loss(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.4f}"
+def _loss(value: float, digits: int = 4) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.{digits}f}"

@@ -37,13 +37,44 @@ def frame(row) -> pd.DataFrame:
 def test_derived_features(frame):
     X = FeatureEncoder().fit(frame).transform(frame)
     assert X.shape == (4, len(FEATURE_NAMES))
-    assert [_value(X, "n_agents", i) for i in range(4)] == [3, 3, 1, 3]
+    assert [_value(X, "triplet", i) for i in range(4)] == [1, 1, 0, 1]  # RVd, RCd, R, MPR
+    assert [_value(X, "single_agent", i) for i in range(4)] == [0, 0, 1, 0]
     assert [_value(X, "partner_alkylator", i) for i in range(4)] == [0, 1, 0, 1]
-    assert _value(X, "partner_proteasome_inhibitor") == 1
-    assert [_value(X, "renal_category", i) for i in range(4)] == [0, 1, 2, 3]
+    assert [_value(X, "partner_antibody", i) for i in range(4)] == [0, 0, 0, 0]  # RVd: the reference triplet
+    assert [_value(X, "dialysis", i) for i in range(4)] == [0, 0, 0, 1]
     assert [_value(X, "male", i) for i in range(4)] == [1, 0, 1, 1]
     assert _value(X, "setting_maintenance", 2) == 1 and _value(X, "setting_relapsed_refractory", 2) == 0
-    assert [_value(X, "cm_count", i) for i in range(4)] == [1, 1, 1, 2]
+    assert not any(name.startswith("setting_newly") for name in FEATURE_NAMES)  # the reference setting
+    assert [_value(X, "cm_vte", i) for i in range(4)] == [0, 0, 0, 1]
+
+
+def test_no_encoded_column_is_a_function_of_the_others():
+    """Full column rank with the intercept on a varied cohort: every coefficient of a linear model is
+    identified (no count beside the flags it sums, no one-hot beside the intercept)."""
+    from features.validate import validate_table
+    from training.cohort.generate import generate_cohort
+
+    rows = validate_table(generate_cohort(3000, seed=2)).clean
+    X = FeatureEncoder().fit(rows).transform(rows)
+    design = np.column_stack([np.ones(len(X)), X])
+    assert np.linalg.matrix_rank(design) == design.shape[1]
+
+
+def test_age_and_creatinine_clearance_enter_as_restricted_cubic_splines():
+    from features.splines import rcs_basis
+    from features.validate import validate_table
+    from training.cohort.generate import generate_cohort
+
+    rows = validate_table(generate_cohort(500, seed=3)).clean
+    enc = FeatureEncoder().fit(rows)
+    assert len(enc.knots_["age"]) == len(enc.knots_["crcl_ml_min"]) == 4
+    knots = np.percentile(rows["age"], [5, 35, 65, 95])
+    np.testing.assert_allclose(enc.knots_["age"], knots)
+    X = enc.transform(rows)
+    expected = rcs_basis(rows["age"].to_numpy(), knots)
+    np.testing.assert_allclose(
+        X[:, [FEATURE_NAMES.index("age_rcs1"), FEATURE_NAMES.index("age_rcs2")]], expected
+    )
 
 
 def test_unknowns_are_imputed_and_flagged(frame):

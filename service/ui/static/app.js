@@ -249,7 +249,14 @@
         text: "Bands: low below " + percent(cuts.intermediate_from) + ", high from " + percent(cuts.high_from) + ".",
       }),
       el("h4", { text: "What drives it for this patient" }),
-      el("p", { class: "waterfall-start", text: "Starting from the average training line: " + percent(average) }),
+      el("p", {
+        class: "waterfall-start",
+        text:
+          "Starting from a patient with the development data's average inputs: " + percent(average) +
+          (typeof outcome.average_risk === "number"
+            ? " (the average risk of the patients the model was developed on: " + percent(outcome.average_risk) + ")"
+            : ""),
+      }),
       chart(outcome, scale),
       el("p", { class: "waterfall-end", text: "This patient: " + percent(outcome.probability) }),
       el("p", { class: "model-version", text: "Model " + outcome.model.name + ", version " + outcome.model.version })
@@ -283,7 +290,8 @@
         class: "legend",
         text:
           "Bars: each factor's contribution on the log-odds scale; to the right raises, to the left lowers " +
-          "the risk compared with the average training line. Request ID " + answer.request_id + ".",
+          "the risk compared with a patient with the development data's average inputs. Request ID " +
+          answer.request_id + ".",
       })
     );
     results.replaceChildren(...parts);
@@ -364,7 +372,7 @@
           : firstParagraph || "See the model card.",
       })
     );
-    parts.push(el("h3", { text: "Performance on held-out lines" }));
+    parts.push(el("h3", { text: "Performance on new patients (estimated by bootstrap validation)" }));
     const perf = el("ul", { class: "performance" });
     for (const m of models) {
       const x = m.metrics || {};
@@ -373,9 +381,12 @@
           "li",
           {},
           el("strong", { text: (config.outcomes[m.outcome] || m.outcome) + ". " }),
-          "AUC " + metric(x.test_roc_auc, 2) + " (95% CI " + metric(x.test_roc_auc_ci_lower, 2) + "–" +
-            metric(x.test_roc_auc_ci_upper, 2) + "); calibration slope " + metric(x.test_calibration_slope, 2) +
-            " (ideal 1). " + m.family + " model " + m.name + ", version " + m.version + "."
+          "AUC " + metric(x.validated_roc_auc, 2) + " (95% CI " + metric(x.validated_roc_auc_ci_lower, 2) + "–" +
+            metric(x.validated_roc_auc_ci_upper, 2) + "); calibration slope " +
+            metric(x.validated_calibration_slope, 2) + " (ideal 1); average risk in the development data " +
+            (typeof x.average_risk === "number" ? Math.round(100 * x.average_risk) + "%" : "n/a") + ". " +
+            m.family + " model " + m.name + ", version " + m.version + "." +
+            (m.small_development_sample ? " Developed on too few patients: a rough indication only." : "")
         )
       );
     }

@@ -31,7 +31,6 @@ from service.batch.read import BATCH_ROWS
 from service.batch.score import Explain, Scored
 from service.predictor import FIELDS, LoadedModel, Predictor
 from tests.helpers import same_scores
-from training.calibration import fit_platt
 from training.cohort.generate import generate_cohort
 from training.estimators import BoostedSpec
 
@@ -108,8 +107,8 @@ def boosted(predictor, cohort) -> Predictor:
     models = {}
     for outcome, column in OUTCOMES.items():
         y = frame[column].to_numpy()
-        estimator = BoostedSpec(num_boost_round=60).fit(X, y)
-        model = RiskModel(outcome, encoder, estimator, fit_platt(estimator.margin(X), y))
+        estimator, calibrator = BoostedSpec(num_boost_round=60).fit(X, y)
+        model = RiskModel(outcome, encoder, estimator, calibrator)
         models[outcome] = LoadedModel(name=f"boosted-{outcome}", version="7", model=model, digest="0" * 64)
     return Predictor(models, predictor.bands)
 
@@ -205,6 +204,7 @@ def test_manifest_records_counts_hashes_and_models(predictor, csv_lines, tmp_pat
             "version": loaded.version,
             "sha256": loaded.digest,
             "family": loaded.model.family,
+            "small_development_sample": False,
         }
     assert pq.read_metadata(tmp_path / "scored.parquet").num_rows == 118
     regimen = "unknown value; expected one of R, Rd, RCd, RVd, KRd, DRd, IRd, ERd, MPR"

@@ -145,3 +145,29 @@ def test_cli_runs_the_spark_engine_in_the_active_session(spark, registry, bad_cs
     assert f"{N} rows read = {N - 8} scored + 8 rejected" in result.output
     assert json.loads((tmp_path / "out.csv.manifest.json").read_text())["engine"] == "spark"
     assert not spark.sparkContext._jsc.sc().isStopped()  # the CLI leaves a session it did not create running
+
+
+def test_the_registered_model_runs_as_a_spark_udf_on_a_plain_csv(spark, registry, cohort, tmp_path):
+    """``mlflow.pyfunc.spark_udf`` on a registry file read as it comes: integer ages and ECOG (int64), some
+    ECOG and CrCl empty; the risks equal the model's own."""
+    import mlflow
+
+    rows = cohort[list(RECORD_NAMES)].head(60).copy()
+    rows["age"] = rows["age"].round().astype(int)
+    rows.loc[rows.index[:5], "ecog"] = np.nan
+    rows.loc[rows.index[5:10], "crcl_ml_min"] = np.nan
+    rows.to_csv(tmp_path / "lines.csv", index=False)
+    frame = pd.read_csv(tmp_path / "lines.csv")
+    assert frame["age"].dtype == np.int64
+    mlflow.set_tracking_uri(registry["settings"].tracking_uri)
+    udf = mlflow.pyfunc.spark_udf(
+        spark,
+        "models:/lenalidomide-discontinuation/1",
+        result_type="probability double, logit double",
+        env_manager="local",
+    )
+    scored = spark.createDataFrame(frame).withColumn("risk", udf(*frame.columns)).toPandas()
+    expected = registry["result"].outcomes["discontinuation"].model.probability(frame)
+    np.testing.assert_allclose(
+        scored["risk"].map(lambda r: r["probability"]).to_numpy(), expected, atol=1e-12
+    )
