@@ -45,6 +45,9 @@ def harrell_knots(x: np.ndarray, n_knots: int = 4) -> np.ndarray:
     knots = np.quantile(values, QUANTILES[n_knots])
     if len(values) < _SMALL:
         knots[0], knots[-1] = values[4], values[-5]
+    knots = np.unique(knots)  # tied quantiles (a capped or heaped value) would divide by zero in the basis
+    if len(knots) < 3:
+        raise ValueError(f"fewer than 3 distinct knots ({len(knots)}): the values are too heaped")
     return knots
 
 

@@ -48,6 +48,11 @@ ORDER = [c.name for c in CANDIDATES]
 #: The C statistic to plan with (``shared/reference/clinical-evidence.md`` section 4): seed 000's published
 #: AUC 0.67 for stopping early; dose reduction assumed 0.65 (no AUC published).
 ANTICIPATED_C = {"discontinuation": 0.67, "dose_reduction": 0.65}
+#: Where each anticipated C comes from, as the model card states it.
+ANTICIPATED_C_SOURCE = {
+    "discontinuation": "the key study's published discrimination",
+    "dose_reduction": "an assumption: no study publishes a C statistic for dose reduction",
+}
 #: How many times the full linear model's minimum a tree ensemble needs (van der Ploeg et al. 2014).
 BOOSTED_FACTOR = 10
 
@@ -83,31 +88,45 @@ class Adequacy:
         return self.effective.n >= self.minimum["parsimonious"]
 
     def table(self) -> list[dict[str, object]]:
-        """One row per candidate: parameters, lines needed, binding criterion, EPP and expected shrinkage."""
+        """One row per candidate: parameters, the lines each Riley criterion needs and the minimum, EPP and
+        expected shrinkage at the effective size, whether it is met and whether the candidate was fitted (the
+        intercept-only model always is: it is the baseline, even where its average risk is imprecise)."""
         rows = []
         for name, req in self.requirements.items():
             rows.append(
                 {
                     "candidate": name,
                     "parameters": req.parameters,
+                    "criterion_1": req.n1,
+                    "criterion_2": req.n2,
+                    "criterion_3": req.n3,
                     "min_lines": self.minimum[name],
                     "binding_criterion": "10 x full" if name == "xgboost" else req.binding,
-                    "events_per_parameter": req.events_per_parameter(self.effective.n),
+                    "events_per_parameter_effective": req.events_per_parameter(self.effective.n),
                     "expected_shrinkage": req.expected_shrinkage(self.effective.n),
-                    "met": name == "null" or self.effective.n >= self.minimum[name],
+                    "met": self.effective.n >= self.minimum[name],
                     "fitted": name in self.eligible,
                 }
             )
         return rows
 
 
-def adequacy(outcome: str, y: np.ndarray, patients: np.ndarray, *, allow_small_sample: bool) -> Adequacy:
-    """Check one outcome's development data against every candidate (see the module docstring)."""
+def adequacy(
+    outcome: str, y: np.ndarray, patients: np.ndarray, X: np.ndarray, *, allow_small_sample: bool
+) -> Adequacy:
+    """Check one outcome's development data (``X`` encoded) against every candidate (module docstring).
+
+    A candidate's parameters are the encoded columns it uses that vary in ``X``: a setting absent from the
+    data has no coefficient to estimate.
+    """
     effective = effective_size(y, patients)
     prevalence = float(np.mean(y))
     c = ANTICIPATED_C[outcome]
     r2 = r2_cs_from_c(c, prevalence)
-    requirements = {spec.name: requirement(spec.parameters, prevalence, r2) for spec in CANDIDATES}
+    varying = {name for name, spread in zip(FEATURE_NAMES, np.ptp(X, axis=0), strict=True) if spread > 0}
+    requirements = {
+        s.name: requirement(len(varying.intersection(s.columns)), prevalence, r2) for s in CANDIDATES
+    }
     minimum = {name: r.minimum for name, r in requirements.items()}
     minimum["xgboost"] = BOOSTED_FACTOR * minimum["full"]
     return Adequacy(outcome, effective, prevalence, c, r2, requirements, minimum, allow_small_sample)

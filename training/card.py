@@ -17,7 +17,7 @@ import pandas as pd
 from features.encoding import FEATURE_NAMES
 from features.model.registry import MODEL_CARD_ARTIFACT
 from features.schema import OUTCOME_COLUMNS, OUTCOMES, PREDICTORS, Column
-from training.candidates import BOOSTED_FACTOR, PARSIMONIOUS
+from training.candidates import ANTICIPATED_C_SOURCE, BOOSTED_FACTOR, PARSIMONIOUS
 from training.cohort.params import DEFAULT_PARAMS, SEED_FILES, CohortParams
 from training.pipeline import OutcomeResult
 from training.sample_size import MARGIN, R2_GAP, SHRINKAGE
@@ -54,16 +54,21 @@ Platt-calibrated out of fold. Selection: {rule}. Each fold fits the candidate ex
 (shrinkage or calibration included)."""
 
 PERFORMANCE_NOTE = """Internal validation by the optimism bootstrap (Harrell): the whole development
-procedure (encoding, sample-size gate, selection, fitting, shrinkage) was repeated on {n_boot} resamples of
-patients ({failed} failed); apparent minus mean optimism is the corrected figure. 95% intervals: AUC, Brier
-and log loss by the location-shifted bootstrap (Noma et al., Stat Med 2021), calibration by the spread of the
-resample models' calibration on the development data. Calibration-in-the-large is the intercept with the
-linear predictor as offset. The model was developed on all lines: there is no held-out split."""
+procedure (encoding, the sample-size check of which candidates may be fitted, selection, fitting, shrinkage)
+was repeated on {n_boot} resamples of patients ({failed} failed); apparent minus optimism is the corrected
+figure. The optimism is the mean over resamples, except the calibration slope's: the median, since a nearly
+flat resample model has an unbounded apparent slope. The slope is defined only where the resample's model
+ranks patients at all ({slope_resamples} of {n_boot} resamples; the others chose the average risk), so it
+describes the resamples that found a signal. 95% intervals: AUC, Brier and log loss by the location-shifted
+bootstrap (Noma et al., Stat Med 2021), calibration by the spread of the resample models' calibration on the
+development data (the optimism's spread only). Calibration-in-the-large is the intercept with the linear
+predictor as offset. The model was developed on all lines: there is no held-out split."""
 
 EXPLANATIONS_NOTE = """Mean absolute SHAP value on the calibrated log-odds scale, over the development lines
-(a patient's contributions add up to the logit of their risk). The explanation starts from the base value:
-the log-odds of a patient whose every input is the development data's average; the development data's
-average predicted risk is {average}. All features: `shap_importance.csv`; plot: `plots/shap_beeswarm.png`."""
+(a patient's contributions add up to the logit of their risk). The explanation starts from the base value,
+the average log-odds of the development patients, and each field moves it to the patient's own log-odds; the
+development patients' average predicted risk is {average}. All features: `shap_importance.csv`; plot:
+`plots/shap_beeswarm.png`."""
 
 PREDICTORS_NOTE = """All as they stand on the day the line starts; nothing measured later is used. Unknown
 creatinine clearance or ECOG is imputed with the development median and flagged by an indicator feature;
@@ -225,7 +230,7 @@ class ModelCard:
                 r["candidate"],
                 r["parameters"],
                 f"{r['min_lines']} ({r['binding_criterion']})",
-                _num(r["events_per_parameter"], 1),
+                _num(r["events_per_parameter_effective"], 1),
                 _num(r["expected_shrinkage"], 2),
                 "yes" if r["fitted"] else "no",
             )
@@ -235,8 +240,9 @@ class ModelCard:
             f"Riley et al. (BMJ 2020;368:m441): the smallest development set for expected shrinkage ≥ "
             f"{SHRINKAGE} (criterion 1), optimism in Nagelkerke R² ≤ {R2_GAP} (2) and the overall risk "
             f"within ±{MARGIN} (3), at the data's prevalence {check.prevalence:.3f} and a Cox–Snell R² of "
-            f"{check.r2_cs:.4f}, which an anticipated C statistic of {check.anticipated_c} gives (the key "
-            f"study's published discrimination; Riley, Van Calster & Collins, Stat Med 2021). Effective "
+            f"{check.r2_cs:.4f}, which an anticipated C statistic of {check.anticipated_c} gives "
+            f"({ANTICIPATED_C_SOURCE[check.outcome]}; R² by Riley, Van Calster & Collins, Stat Med 2021). "
+            "Effective "
             f"lines: {eff.n:.0f} ({eff.n_lines} lines of {eff.n_patients} patients, outcome ICC within "
             f"patients {eff.icc:.3f}, design effect {eff.design_effect:.3f})."
         )
@@ -309,7 +315,11 @@ class ModelCard:
                 "Uniform shrinkage (Van Houwelingen & le Cessie, Stat Med 1990): every coefficient is "
                 f"multiplied by the heuristic factor (LR − P) / LR = {cal.slope:.4f}, the expected "
                 "calibration slope of the unshrunk model on new patients, and the intercept is re-estimated "
-                "with the shrunk linear predictor as offset, so predicted and observed events agree"
+                "with the shrunk linear predictor as offset, so predicted and observed events agree. The "
+                "factor is computed in each fit, so the bootstrap validates it with the rest of the "
+                "procedure; the validated calibration slope (Performance) checks it, and is near 1 when the "
+                "shrinkage was right. (The bootstrap-corrected slope is the other usual factor; it would "
+                "leave the shrinkage itself unvalidated.)"
             )
         else:
             how = "Platt scaling of the booster's margin, fitted on out-of-fold margins of the same trees"
@@ -333,7 +343,11 @@ class ModelCard:
             for m in [o.validation.metrics[name]]
         ]
         null = o.null.metrics["log_loss"].corrected
-        note = PERFORMANCE_NOTE.format(n_boot=self.n_boot, failed=o.validation.failed)
+        note = PERFORMANCE_NOTE.format(
+            n_boot=self.n_boot,
+            failed=o.validation.failed,
+            slope_resamples=o.validation.metrics["calibration_slope"].defined,
+        )
         return "\n".join(
             [
                 "## Performance (TRIPOD+AI 23)",
@@ -350,8 +364,10 @@ class ModelCard:
     def _subgroups(self) -> str:
         head = (
             "## Performance by subgroup (TRIPOD+AI 14, 23b)\n\n"
-            "Out-of-fold risks of the chosen candidate (first cross-validation repeat), by sex, age band, "
-            "setting and regimen class."
+            "Out-of-fold risks of the chosen candidate (first cross-validation repeat; the same folds chose "
+            "it, so slightly optimistic), by sex, age band, setting and regimen class. AUC and O/E are shown "
+            f"for cells of at least {SUBGROUP_MIN_LINES} lines and {SUBGROUP_MIN_EVENTS} events and "
+            "non-events."
         )
         return head + "\n\n" + subgroup_markdown(self.outcome.subgroups)
 
@@ -372,18 +388,29 @@ def _ci(m, digits: int = 3) -> str:
     return f"{_num(m.corrected, digits)} ({_num(m.lower, digits)}–{_num(m.upper, digits)})"
 
 
+#: A subgroup cell reports AUC and O/E only with at least this many lines and events (and non-events):
+#: below, the estimates are too imprecise to show (``shared/reference/clinical-methods.md`` section 2).
+SUBGROUP_MIN_LINES, SUBGROUP_MIN_EVENTS = 100, 10
+_TOO_FEW = "too few lines or events"
+
+
 def subgroup_markdown(table: pd.DataFrame) -> str:
-    """A subgroup table (``training.evaluation.subgroup_table``) as markdown."""
-    rows = [
-        (
-            r.variable,
-            r.level,
-            r.n,
-            r.events,
-            *map(_num, (r.roc_auc, r.observed, r.expected, r.observed_expected)),
+    """A subgroup table (``training.evaluation.subgroup_table``) as markdown; small cells say so."""
+    rows = []
+    for r in table.itertuples():
+        enough = r.n >= SUBGROUP_MIN_LINES and min(r.events, r.n - r.events) >= SUBGROUP_MIN_EVENTS
+        estimates = (_num(r.roc_auc), _num(r.observed_expected)) if enough else (_TOO_FEW, "")
+        rows.append(
+            (
+                r.variable,
+                r.level,
+                r.n,
+                r.events,
+                estimates[0],
+                *map(_num, (r.observed, r.expected)),
+                estimates[1],
+            )
         )
-        for r in table.itertuples()
-    ]
     return "\n".join(_table(("variable", "level", "n", "events", "AUC", "observed", "expected", "O/E"), rows))
 
 

@@ -9,6 +9,11 @@
   The factor is the expected calibration slope of the unshrunk model on new patients; shrinking by it is the
   model's calibration (``calibrated logit = gamma * margin + a``), fitted on the same data as the model. A
   fit whose LR does not exceed P gets ``gamma = 0``: it predicts the average risk, never an inverted ranking.
+  This departs from the project's methods sheet, which names the bootstrap-corrected calibration slope as the
+  factor: that slope is a product of the validation, so shrinking by it would leave the shrinkage itself
+  unvalidated (or need a bootstrap inside every resample). The heuristic factor is part of each fit, the
+  outer bootstrap validates it with everything else, and the validated slope (near 1 when it worked) is the
+  check, reported beside it.
 - :class:`BoostedSpec`: gradient-boosted trees (XGBoost) with monotone constraints where the clinical
   direction is known, Platt-calibrated on the margins of the same configuration out of fold.
 
@@ -104,11 +109,6 @@ class LinearSpec:
     columns: tuple[str, ...]
     family: ClassVar[str] = "logistic"
 
-    @property
-    def parameters(self) -> int:
-        """Estimated coefficients besides the intercept (Riley's P)."""
-        return len(self.columns)
-
     def fit(
         self, X: np.ndarray, y: np.ndarray, *, seed: int = 0, groups: np.ndarray | None = None
     ) -> tuple[LogisticModel, PlattCalibrator]:
@@ -120,7 +120,7 @@ class LinearSpec:
         scale = X.std(axis=0)
         scale[scale == 0] = 1.0
         coef = np.zeros(X.shape[1])
-        index = [FEATURE_NAMES.index(c) for c in self.columns]
+        index = [i for i in (FEATURE_NAMES.index(c) for c in self.columns) if X[:, i].std() > 0]
         prevalence = float(y.mean())
         intercept = math.log(prevalence / (1 - prevalence))
         if index:
@@ -166,10 +166,9 @@ class BoostedSpec:
     monotone_increasing: tuple[str, ...] = MONOTONE_INCREASING
     calibration_folds: int = 5
 
-    @property
-    def parameters(self) -> int:
-        """The encoded features the trees may split on (a lower bound of what a tree ensemble estimates)."""
-        return len(FEATURE_NAMES)
+    #: The encoded features the trees may split on (counted as parameters: a lower bound of what a tree
+    #: ensemble estimates).
+    columns: ClassVar[tuple[str, ...]] = FEATURE_NAMES
 
     def _train(self, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[xgb.Booster, dict[str, Any]]:
         constraints = tuple(int(name in self.monotone_increasing) for name in FEATURE_NAMES)

@@ -37,7 +37,7 @@ from features.schema import OUTCOMES
 from training import evaluation
 from training.candidates import ORDER, Adequacy, adequacy, refuse_small, spec
 from training.explain import beeswarm_figure, importance_table
-from training.selection import CVResult, choose, cross_validate, default_repeats
+from training.selection import N_SPLITS, CVResult, choose, cross_validate, default_repeats
 from training.validation import Validation, optimism_bootstrap
 
 MIN_EVENTS = 20
@@ -109,13 +109,17 @@ def check_outcomes(frame: pd.DataFrame) -> None:
 
 def check_sample_size(frame: pd.DataFrame, *, allow_small_sample: bool) -> dict[str, Adequacy]:
     """Each outcome's :class:`Adequacy`; :class:`SmallSampleError` if too small and not allowed."""
-    patients = frame["patient_id"].to_numpy()
-    checks = {
-        o: adequacy(o, frame[c].to_numpy(), patients, allow_small_sample=allow_small_sample)
-        for o, c in OUTCOMES.items()
-    }
+    checks = _adequacy(frame, FeatureEncoder().fit(frame).transform(frame), allow_small_sample)
     refuse_small(list(checks.values()))
     return checks
+
+
+def _adequacy(frame: pd.DataFrame, X: np.ndarray, allow_small_sample: bool) -> dict[str, Adequacy]:
+    patients = frame["patient_id"].to_numpy()
+    return {
+        o: adequacy(o, frame[c].to_numpy(), patients, X, allow_small_sample=allow_small_sample)
+        for o, c in OUTCOMES.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -137,15 +141,23 @@ class _Procedure:
         self.y = {o: frame[c].to_numpy() for o, c in OUTCOMES.items()}
 
     def develop(
-        self, rows: np.ndarray, *, seed: int, advance: Callable[[], None] | None = None
+        self,
+        rows: np.ndarray,
+        *,
+        seed: int,
+        resample: bool = False,
+        advance: Callable[[], None] | None = None,
     ) -> _Developed:
+        """The procedure on ``rows``. A bootstrap ``resample`` checks its own sample size (never refusing:
+        below the parsimonious minimum it fits what an allowed small sample would)."""
         data = self.frame.iloc[rows]
         encoder = FeatureEncoder().fit(data)
         X, groups = encoder.transform(data), self.patients[rows]
+        checks = _adequacy(data, X, allow_small_sample=True) if resample else self.checks
         models, cvs, chosen = {}, {}, {}
         for outcome, y_all in self.y.items():
             y = y_all[rows]
-            names = self.checks[outcome].eligible
+            names = checks[outcome].eligible
             cvs[outcome] = {
                 n: cross_validate(spec(n), X, y, groups, n_repeats=self.repeats, seed=seed, advance=advance)
                 for n in names
@@ -193,7 +205,9 @@ def train(
     outcomes = {o: procedure.y[o] for o in OUTCOMES} | {f"{o}:null": procedure.y[o] for o in OUTCOMES}
 
     def develop(rows: np.ndarray, b: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-        return procedure.risks(developed if b == 0 else procedure.develop(rows, seed=seed + b), rows)
+        if b == 0:
+            return procedure.risks(developed, rows)
+        return procedure.risks(procedure.develop(rows, seed=seed + b, resample=True), rows)
 
     validations = optimism_bootstrap(
         develop,
@@ -245,7 +259,7 @@ def _result(
     probability = model.probability(frame)
     info = {
         "chosen_because": reason,
-        "cv_repeats": len(cv[chosen].log_loss) // 5,
+        "cv_repeats": len(cv[chosen].log_loss) // N_SPLITS,
         "seed": seed,
         "average_risk": float(probability.mean()),
         "small_sample": not check.met,

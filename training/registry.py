@@ -3,8 +3,10 @@
 One ``lenrisk train`` is one parent run (source, seed, data size, lenrisk version) with a nested run per
 outcome holding its parameters, metrics, figures, tables, model card and the model itself, registered under
 the outcome's model name. Every new version gets the alias ``challenger``; a model's first version is also
-``champion``. :func:`promote` moves ``champion`` to the challenger when its cross-validated log loss is no
-worse (or when forced).
+``champion`` (unless developed on too small a sample). A model that fails a gate (worse than the average risk,
+inverted) is logged but not registered. :func:`promote` moves ``champion`` to the challenger when its
+optimism-corrected log loss is no worse than the champion's on the challenger's own development data (or when
+forced).
 
 The logged model is *models from code* (:mod:`features.model.pyfunc`) with the native ``RiskModel``
 directory as its only artifact, so nothing is pickled; its code is the runtime model and the record
@@ -281,7 +283,7 @@ def _log_outcome(
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, CHALLENGER, version)
-    if compared is None and not outcome.small_sample:  # no champion yet: the first usable model is
+    if compared is None and not outcome.small_sample:  # no champion yet: the first usable model is it
         client.set_registered_model_alias(name, CHAMPION, version)
     aliases = tuple(sorted(client.get_model_version(name, version).aliases))
     return RegisteredVersion(name, version, aliases, run_id, digest, outcome)
@@ -310,9 +312,12 @@ def _log_files(outcome: OutcomeResult, files: Path, synthetic: SyntheticSource |
 
 def _score_champion(
     client: MlflowClient, name: str, frame: pd.DataFrame, outcome: str, folder: Path
-) -> tuple[str, float] | None:
-    """The current champion's log loss on the new development data, logged for ``promote`` (None: no
-    champion yet)."""
+) -> str | None:
+    """The champion version scored on the new development data, its log loss logged for ``promote``.
+
+    None: there is no champion yet. A champion this version of lenrisk cannot load (an artifact of another
+    feature definition) is not compared: the run says why, and only a forced promotion replaces it.
+    """
     try:
         aliases = client.get_registered_model(name).aliases
     except MlflowException as err:
@@ -322,12 +327,15 @@ def _score_champion(
     if CHAMPION not in aliases:
         return None
     version = str(aliases[CHAMPION])
-    champion = load_registered(client, name, version, str(folder))
+    try:
+        champion = load_registered(client, name, version, str(folder))
+    except LenriskError as err:  # e.g. ArtifactError, EncoderStateError: another feature definition
+        mlflow.set_tag("champion_not_comparable", f"version {version}: {err}")
+        return ""
     y = frame[OUTCOMES[outcome]].to_numpy()
-    loss = evaluation.overall(y, champion.probability(frame))["log_loss"]
-    mlflow.log_metric(CHAMPION_ON_DEVELOPMENT, loss)
+    mlflow.log_metric(CHAMPION_ON_DEVELOPMENT, evaluation.overall(y, champion.probability(frame))["log_loss"])
     mlflow.set_tag(COMPARED_CHAMPION_TAG, version)
-    return version, loss
+    return version
 
 
 def _params(outcome: OutcomeResult, result: TrainingResult) -> dict[str, object]:

@@ -99,20 +99,18 @@ class Requirement:
         return str(1 + [self.n1, self.n2, self.n3].index(self.minimum))
 
     def expected_shrinkage(self, n: float) -> float:
-        """Expected uniform shrinkage at ``n`` lines (S = 1 + P / (n ln(1 - R²cs / S)) solved for S).
-
-        ``nan`` when the data cannot support the parameters at all (``n`` too small for any S in (0, 1)).
-        """
+        """Expected uniform shrinkage at ``n`` lines: ``S = 1 + P / (n ln(1 - R²cs / S))`` solved for ``S``
+        (the left side minus the right is negative as S approaches R²cs and positive at 1: one root)."""
         if self.parameters == 0:
             return 1.0
-        # S = 1 + P / (n * ln(1 - R2/S)) has no closed form; solve by bisection on (R², 1).
+
+        def excess(s: float) -> float:
+            return s - 1 - self.parameters / (n * math.log(1 - self.r2_cs / s))
+
         lo, hi = self.r2_cs + 1e-12, 1.0 - 1e-12
-        f = lambda s: s - 1 - self.parameters / (n * math.log(1 - self.r2_cs / s))  # noqa: E731
-        if f(lo) > 0 or f(hi) < 0:
-            return math.nan
         for _ in range(100):
             mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+            lo, hi = (mid, hi) if excess(mid) < 0 else (lo, mid)
         return (lo + hi) / 2
 
     def events_per_parameter(self, n: float) -> float:
@@ -161,8 +159,9 @@ class Effective:
 def effective_size(y: np.ndarray, patients: np.ndarray) -> Effective:
     """The design effect of several lines per patient on an outcome ``y`` (0/1), by the ANOVA ICC.
 
-    ``ICC = (MSB - MSW) / (MSB + (m0 - 1) MSW)`` with ``m0`` the adjusted mean cluster size, clipped to [0, 1]
-    (0 when every patient has one line); design effect ``1 + (m0 - 1) ICC``.
+    ``ICC = (MSB - MSW) / (MSB + (m0 - 1) MSW)`` with ``m0`` the ANOVA's adjusted mean cluster size, clipped
+    to [0, 1] (0 when every patient has one line); design effect ``1 + (m - 1) ICC`` with Kish's ``m =
+    sum(m_i²) / n`` for unequal numbers of lines per patient.
     """
     y = np.asarray(y, dtype=float)
     _, group = np.unique(np.asarray(patients), return_inverse=True)
@@ -175,7 +174,7 @@ def effective_size(y: np.ndarray, patients: np.ndarray) -> Effective:
     msw = ((y - means[group]) ** 2).sum() / (n - k)
     m0 = (n - (sizes**2).sum() / n) / (k - 1)
     icc = float(np.clip((msb - msw) / (msb + (m0 - 1) * msw), 0, 1)) if msb + msw > 0 else 0.0
-    return Effective(n, k, icc, 1 + (m0 - 1) * icc)
+    return Effective(n, k, icc, 1 + ((sizes**2).sum() / n - 1) * icc)
 
 
 def _check_prevalence(prevalence: float) -> None:

@@ -6,11 +6,16 @@ resamples of *patients* (all lines of a drawn patient come along); each resample
 resample and on the original data, and the mean difference (the optimism) is subtracted from the apparent
 performance. Confidence intervals come from the same resamples (no second level): for AUC, Brier score and
 log loss the location-shifted percentile intervals of Noma et al. (the 2.5th and 97.5th percentiles of the
-resamples' apparent performance, shifted by the optimism); calibration-in-the-large and slope are fixed by
-construction in apparent performance (the intercept is re-estimated on the development data), so their
-intervals are the percentiles of the per-resample corrected values ``apparent - (boot_b - orig_b)``, i.e.
-how the resample models calibrate on the original lines. Each resample's predictions for the original lines
-are kept: they are the instability of the procedure (Riley & Collins).
+resamples' apparent performance, shifted by the optimism). Calibration-in-the-large is 0 in apparent
+performance by construction (the intercept is re-estimated on the development data), and a shrunk model's
+apparent slope is the inverse of its shrinkage factor, so the spread of their apparent values says nothing:
+their intervals are the percentiles of the per-resample corrected values ``apparent - (boot_b - orig_b)``,
+i.e. the spread of the optimism only (narrower than a full interval). The slope's optimism is the *median*
+over resamples: a resample whose model is nearly flat (shrinkage near 0) has an apparent slope of 1/shrinkage,
+unbounded, which would swamp a mean. A slope is undefined for a resample whose model predicts one risk for
+everyone (it chose the intercept alone); those resamples are counted in ``defined``, and the validated slope
+describes the resamples that found a signal. Each resample's predictions for the original lines are kept:
+they are the instability of the procedure (Riley & Collins).
 
 References
     Harrell FE. Regression Modeling Strategies, 2nd ed. Springer 2015, section 5.3.
@@ -37,6 +42,8 @@ from training import evaluation
 METRICS = ("roc_auc", "calibration_intercept", "calibration_slope", "brier", "log_loss")
 #: Metrics whose interval is the shifted percentile interval (the others: per-resample corrected values).
 _SHIFTED = ("roc_auc", "brier", "log_loss")
+#: Metrics whose optimism is the median over resamples (unbounded per-resample values; see above).
+_MEDIAN = ("calibration_slope",)
 LEVEL = 0.95
 
 
@@ -61,6 +68,7 @@ class Validated:
     optimism: float
     lower: float
     upper: float
+    defined: int = 0  # resamples in which the metric was defined
 
     @property
     def corrected(self) -> float:
@@ -86,6 +94,7 @@ class Validation:
             out[f"{prefix}{name}_ci_upper"] = v.upper
             out[f"{prefix}{name}_apparent"] = v.apparent
             out[f"{prefix}{name}_optimism"] = v.optimism
+            out[f"{prefix}{name}_resamples"] = v.defined
         return out
 
 
@@ -169,11 +178,12 @@ def _summarise(
         if not defined.any():
             metrics[name] = Validated(apparent[name], math.nan, math.nan, math.nan)
             continue
-        optimism = float(difference[defined].mean())
+        average = np.median if name in _MEDIAN else np.mean
+        optimism = float(average(difference[defined]))
         if name in _SHIFTED:
             lo, hi = np.quantile(in_sample[defined], [tail, 1 - tail]) - optimism
         else:
             lo, hi = np.quantile(apparent[name] - difference[defined], [tail, 1 - tail])
-        metrics[name] = Validated(apparent[name], optimism, float(lo), float(hi))
+        metrics[name] = Validated(apparent[name], optimism, float(lo), float(hi), int(defined.sum()))
     stacked = np.column_stack(predictions) if predictions else np.empty((n_lines, 0))
     return Validation(metrics, len(boot), failed, stacked)

@@ -41,9 +41,9 @@ class OutcomeOut(BaseModel):
     risk_band: Literal["low", "intermediate", "high"]
     risk_band_cut_points: BandCutPoints
     base_value: float = Field(
-        description="the starting point of the explanation (SHAP base value), on the log-odds scale: the "
-        "model's log-odds for a patient whose every input is the development data's average; the "
-        "contributions move it to this patient's log-odds"
+        description="where the explanation starts (SHAP base value): the average log-odds of the patients "
+        "the model was developed on; the contributions move it to this patient's log-odds. Its risk is not "
+        "their average risk, which average_risk gives"
     )
     average_risk: float | None = Field(
         default=None, description="mean predicted risk of the patients in the development data"

@@ -51,8 +51,8 @@ def train(
         int | None,
         typer.Option(
             "--bootstrap",
-            min=1,
-            help="Bootstrap resamples of the internal validation (default 200; fewer only to try out).",
+            min=200,
+            help="Bootstrap resamples of the internal validation (at least 200, the default: Harrell).",
         ),
     ] = None,
     allow_small_sample: Annotated[
@@ -182,7 +182,7 @@ def _sample_size_table(checks) -> Table:
                 row["candidate"],
                 str(row["parameters"]),
                 str(row["min_lines"]),
-                _loss(row["events_per_parameter"], 1),
+                _loss(row["events_per_parameter_effective"], 1),
                 "yes" if row["met"] else "no",
             )
     return table

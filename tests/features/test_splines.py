@@ -49,3 +49,12 @@ def test_basis_equals_hmisc_and_is_linear_beyond_the_last_knot():
 def test_too_few_distinct_values_are_refused():
     with pytest.raises(ValueError, match="at least 5 distinct"):
         harrell_knots(np.array([1.0, 1, 2, 2, 3, 3, 4]), 4)
+
+
+def test_tied_quantiles_give_distinct_knots_or_no_spline():
+    heaped = np.r_[np.arange(20.0, 60), np.full(60, 90.0)]  # eGFR reported as ">90" and stored as 90
+    knots = harrell_knots(heaped, 4)
+    assert len(knots) == len(np.unique(knots)) >= 3
+    assert np.isfinite(rcs_basis(heaped, knots)).all()
+    with pytest.raises(ValueError, match="too heaped"):
+        harrell_knots(np.r_[np.arange(1.0, 7), np.full(200, 90.0)], 4)

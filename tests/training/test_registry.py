@@ -301,7 +301,7 @@ def test_promote_refuses_a_challenger_compared_with_another_champion(
 
 @pytest.mark.slow
 def test_a_small_sample_model_is_flagged_and_never_champion_by_itself(tmp_path_factory):
-    frame = validate_table(generate_cohort(400, 21, ("relapsed_refractory",))).raise_on_errors()
+    frame = validate_table(generate_cohort(400, 21)).raise_on_errors()
     with pytest.raises(SmallSampleError, match="too few lines"):
         train(frame, seed=21, source="small", n_boot=N_BOOT)
     with tracking_uri_variable_kept():
@@ -422,13 +422,12 @@ def test_cli_refuses_a_one_class_outcome(cli_store, tmp_path):
 
 @pytest.mark.slow
 def test_cli_trains_registers_and_promotes(cli_store):
-    args = ["train", "--synthetic", "1500", "--seed", "4", "--setting", "maintenance", "--repeats", "1"]
-    args += ["--bootstrap", str(N_BOOT)]
+    args = ["train", "--synthetic", "1000", "--seed", "4", "--setting", "maintenance", "--repeats", "1"]
     result = CliRunner().invoke(app, [*args, "--setting", "newly_diagnosed", "--quiet"])
     assert result.exit_code == 0, result.output
     text = _flat(result.output)
     assert DISC in text and DR in text and "challenger, champion" in text
-    assert "Optimism-corrected (20 bootstrap resamples)" in text and "null log loss" in text
+    assert "Optimism-corrected (200 bootstrap resamples)" in text and "null log loss" in text
     assert "Training on" not in text and "Sample size" not in text  # --quiet: only the final table
     assert (cli_store / "mlflow.db").exists() and (cli_store / "artifacts").is_dir()
 
@@ -451,6 +450,12 @@ def test_cli_needs_exactly_one_data_source(cli_store):
     assert CliRunner().invoke(app, ["train"]).exit_code == 2
     assert CliRunner().invoke(app, ["train", "--data", "x.csv", "--synthetic", "10"]).exit_code == 2
     assert CliRunner().invoke(app, ["train", "--data", "x.csv", "--setting", "maintenance"]).exit_code == 2
+
+
+def test_cli_refuses_fewer_than_200_bootstrap_resamples(cli_store):
+    result = CliRunner().invoke(app, ["train", "--synthetic", "1000", "--bootstrap", "50"])
+    assert result.exit_code == 2 and "200" in _flat(result.output)
+    assert not cli_store.exists()
 
 
 @pytest.mark.slow

@@ -252,9 +252,10 @@
       el("p", {
         class: "waterfall-start",
         text:
-          "Starting from a patient with the development data's average inputs: " + percent(average) +
+          "Starting from the average of the patients the model was developed on (on the log-odds scale): " +
+          percent(average) +
           (typeof outcome.average_risk === "number"
-            ? " (the average risk of the patients the model was developed on: " + percent(outcome.average_risk) + ")"
+            ? "; their average risk: " + percent(outcome.average_risk)
             : ""),
       }),
       chart(outcome, scale),
@@ -290,7 +291,7 @@
         class: "legend",
         text:
           "Bars: each factor's contribution on the log-odds scale; to the right raises, to the left lowers " +
-          "the risk compared with a patient with the development data's average inputs. Request ID " +
+          "the risk compared with the average of the patients the model was developed on. Request ID " +
           answer.request_id + ".",
       })
     );

@@ -24,7 +24,7 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from features.model.calibration import PlattCalibrator
-from features.model.registry import CHAMPION, DIGEST_TAG, MODEL_NAMES, RegistrySettings
+from features.model.registry import CHAMPION, DIGEST_TAG, MODEL_NAMES, SMALL_SAMPLE_TAG, RegistrySettings
 from features.record import PatientRecord
 from service.audit import AuditLog
 from service.security import digest
@@ -147,6 +147,27 @@ def test_the_versions_differ(store, record):
     expected = _expected(store, record)
     for o in OUTCOMES:
         assert abs(expected["1"][o] - expected["2"][o]) > 0.01
+
+
+def test_a_version_tagged_small_sample_is_flagged_in_models_and_in_every_answer(
+    start_api, store, champion, tmp_path, record
+):
+    name = MODEL_NAMES["dose_reduction"]
+    store["client"].set_model_version_tag(name, "2", SMALL_SAMPLE_TAG, "true")
+    try:
+        champion("2", outcomes=["dose_reduction"])
+        client = start_api(_settings(store, tmp_path))
+        models = {m["outcome"]: m for m in client.get("/v1/models", headers=CLIENT).json()["models"]}
+        assert models["dose_reduction"]["small_development_sample"] is True
+        assert models["discontinuation"]["small_development_sample"] is False
+        body = client.post("/v1/predict", json=record, headers=CLIENT).json()
+        flagged = [w for w in body["warnings"] if w["kind"] == "small_development_sample"]
+        assert [w["field"] for w in flagged] == ["dose_reduction"]
+        assert "rough indication" in flagged[0]["message"]
+        batch = client.post("/v1/predict/batch", json={"records": [record]}, headers=CLIENT).json()
+        assert batch["results"][0]["warnings"] == body["warnings"]
+    finally:
+        store["client"].delete_model_version_tag(name, "2", SMALL_SAMPLE_TAG)
 
 
 def test_reload_serves_the_version_the_alias_moved_to(start_api, store, champion, tmp_path, record):
