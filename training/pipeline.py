@@ -217,10 +217,14 @@ def train(
         seed=seed,
         advance=advance,
     )
-    results = {
-        o: _result(o, frame, developed, validations[o], validations[f"{o}:null"], checks[o], seed=seed)
-        for o in OUTCOMES
-    }
+    advance = progress("evaluation figures, subgroups, SHAP", len(OUTCOMES)) if progress else None
+    results = {}
+    for o in OUTCOMES:
+        results[o] = _result(
+            o, frame, developed, validations[o], validations[f"{o}:null"], checks[o], seed=seed
+        )
+        if advance:
+            advance()
     return TrainingResult(outcomes=results, source=source, seed=seed, n_boot=n_boot, frame=frame)
 
 
