@@ -1,10 +1,12 @@
 """The clinician's risk calculator: one page at ``/`` and its assets under ``/ui/``, all served locally.
 
 The form is rendered here from :mod:`features.schema` (every contract column, its range, unit, categories
-and whether empty means unknown), so the page cannot drift from the contract; ``static/app.js`` posts the
-record to ``v1/predict`` (relative to the page, so a proxy may serve the page under a prefix and add the
-API key for its requests) and draws the answer. The page and its assets need no API key, are left out of
-the OpenAPI document, and carry a Content-Security-Policy allowing this origin only.
+and whether empty means unknown; nothing pre-filled), so the page cannot drift from the contract. The
+outcomes' definitions and horizon and each outcome's risk bands with their source are rendered here too;
+``static/app.js`` checks that no required field is empty, posts the record to ``v1/predict`` (relative to
+the page, so a proxy may serve the page under a prefix and add the API key for its requests) and draws the
+answer. The page and its assets need no API key, are left out of the OpenAPI document, and carry a
+Content-Security-Policy allowing this origin only.
 """
 
 from __future__ import annotations
