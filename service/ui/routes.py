@@ -170,7 +170,8 @@ def _field(col: Column) -> str:
         )
         stacked = " stacked" if long_labels else ""
         return (
-            f"<fieldset {_attrs(col, 'radio')} {_described(col, hint)}><legend>{text}</legend>"
+            f'<fieldset {_attrs(col, "radio")} role="radiogroup" {_described(col, hint)}>'
+            f"<legend>{text}</legend>"
             f'<div class="choices{stacked}">{radios}</div>{_hint_and_error(name, hint)}</fieldset>'
         )
     if values:

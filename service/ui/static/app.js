@@ -427,6 +427,11 @@
       );
     }
     aboutModels.replaceChildren(...parts);
+    showAverages(models);
+  }
+
+  // The development data's average risk beside each outcome's bands ("n/a" when the models are unknown).
+  function showAverages(models) {
     for (const slot of document.querySelectorAll("#risk-bands .average-risk")) {
       const model = models.find((m) => m.outcome === slot.dataset.outcome);
       slot.textContent = averageRisk(model && model.metrics ? model.metrics.average_risk : null);
@@ -442,14 +447,17 @@
         access.textContent = ACCESS_MESSAGE;
         access.hidden = false;
         aboutModels.replaceChildren(el("p", { class: "placeholder", text: "The model card is not available to this page." }));
+        showAverages([]);
       } else if (response.status === 503 && attempt < 20) {
         aboutModels.replaceChildren(el("p", { class: "placeholder", text: "The models are loading…" }));
         setTimeout(() => loadModels(attempt + 1), 3000);
       } else {
         aboutModels.replaceChildren(el("p", { class: "placeholder", text: await problemFor(response) }));
+        showAverages([]);
       }
     } catch (_) {
       aboutModels.replaceChildren(el("p", { class: "placeholder", text: "The model card could not be loaded." }));
+      showAverages([]);
     }
   }
 

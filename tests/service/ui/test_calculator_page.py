@@ -287,6 +287,7 @@ def test_calculator_with_authentication_on_explains_access(page, registry, tmp_p
         page.goto(f"{base}/")
         page.wait_for_selector("#access:not([hidden])")
         assert "requires an API key" in page.inner_text("#access")
+        assert page.inner_text("#risk-bands").count("development data n/a") == len(OUTCOMES)
         _fill(page, RECORD)
         page.click("#submit")
         page.wait_for_selector("#results .problem")
