@@ -171,3 +171,24 @@ OUTCOME_COLUMNS: tuple[Column, ...] = (
     ),
     Column("dose_reduced", Kind.BINARY, "lenalidomide dose reduced during the line"),
 )
+
+#: When both outcomes count, as the models define them: the one text the calculator page, the model card
+#: and the API documentation state. The figures are the key study's (seed ``000_ad520cc8950628f0.txt``).
+OUTCOME_HORIZON = (
+    "Counted at any time during the treatment line, from the start of lenalidomide until the line ends, "
+    "with no fixed time window; a line that ends for progression or death first counts as no event. In the "
+    "key study (a retrospective single-centre study of 107 lenalidomide lines in 78 patients with relapsed "
+    "or refractory myeloma, 2008–2015), lines stopped for toxicity had lasted a median of 5.8 months, "
+    "against 11.7 months for lines stopped for progression."
+)
+
+
+def outcome_definition(outcome: str) -> str:
+    """What the model of ``outcome`` predicts, as a sentence (its outcome column's description)."""
+    column = next(c for c in OUTCOME_COLUMNS if c.name == OUTCOMES[outcome])
+    return f"{column.description[0].upper()}{column.description[1:]}."
+
+
+def outcome_statement(outcome: str) -> str:
+    """What the model of ``outcome`` predicts and over what time, with the source of the time."""
+    return f"{outcome_definition(outcome)} {OUTCOME_HORIZON}"

@@ -8,6 +8,7 @@ calibrated log-odds scale (contributions are SHAP values summed per contract fie
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,22 @@ class LoadedModel:
         return self.model.info.get("average_risk")
 
 
+#: The development data's average risk per outcome, which the default bands are anchored on: the default
+#: synthetic development cohort (``scripts/up``: 10,000 lines, seed 2026) has about 28% and 37%: its
+#: generator's targets weighted by the setting mix (the key study, seed 000: 34 and 33 of 107
+#: relapsed/refractory lines; the other settings' rates from seeds 001-004 and Larocca 2021).
+DEVELOPMENT_AVERAGE_RISK: dict[str, float] = {"discontinuation": 0.284, "dose_reduction": 0.371}
+
+#: How the default cut points are set, in words (the calculator page states it beside the average risk).
+BAND_RULE = (
+    "For each outcome, low is below about the average risk of the patients in the development data (that "
+    "average rounded up to the next 5%) and high is from twice that: a band says how a patient compares "
+    "with the average, not a clinically validated threshold. The defaults use the averages of the default "
+    "synthetic development cohort, whose rates come from published studies (in the key study, 34 of 107 "
+    "lines were stopped for toxicity and 33 of 107 had a dose reduction)."
+)
+
+
 @dataclass(frozen=True)
 class RiskBands:
     """Cut points: low < ``intermediate`` <= intermediate < ``high`` <= high."""
@@ -65,6 +82,12 @@ class RiskBands:
             if probability >= self.intermediate
             else "low"
         )
+
+
+def default_bands(average: float) -> RiskBands:
+    """Bands anchored on an average risk: intermediate from it rounded up to 5%, high from twice that."""
+    intermediate = math.ceil(round(average * 20, 9)) / 20
+    return RiskBands(intermediate, round(2 * intermediate, 9))
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,20 @@ from __future__ import annotations
 import re
 import secrets
 from functools import cached_property
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from features.model.registry import MODEL_NAMES, REPO_ROOT, RegistrySettings, psycopg2_url
-from service.predictor import RiskBands
+from service.predictor import DEVELOPMENT_AVERAGE_RISK, RiskBands, default_bands
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _default(outcome: str) -> tuple[float, float]:
+    bands = default_bands(DEVELOPMENT_AVERAGE_RISK[outcome])
+    return bands.intermediate, bands.high
 
 
 class ServiceSettings(RegistrySettings):
@@ -31,9 +38,10 @@ class ServiceSettings(RegistrySettings):
     alias_poll_seconds: float = Field(default=0, ge=0, description="0 = no polling; reload on request only")
 
     # Risk bands (calibrated probability): low < intermediate_from <= intermediate < high_from <= high.
-    # Defaults straddle the key study's rates (31.8% stopped, 30.8% reduced; seed 000).
-    discontinuation_bands: tuple[float, float] = (0.20, 0.40)
-    dose_reduction_bands: tuple[float, float] = (0.20, 0.40)
+    # Defaults: service.predictor.BAND_RULE on each outcome's development average. In the environment as
+    # two numbers, e.g. LENRISK_DISCONTINUATION_BANDS="0.15,0.30".
+    discontinuation_bands: Annotated[tuple[float, float], NoDecode] = _default("discontinuation")
+    dose_reduction_bands: Annotated[tuple[float, float], NoDecode] = _default("dose_reduction")
 
     max_batch_records: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -58,6 +66,19 @@ class ServiceSettings(RegistrySettings):
             if not _SHA256.match(digest):
                 raise ValueError(f"key {name!r}: give the SHA-256 hex digest of the key, not the key")
         return keys
+
+    @field_validator("discontinuation_bands", "dose_reduction_bands", mode="before")
+    @classmethod
+    def _two_numbers(cls, bands: object) -> object:
+        if not isinstance(bands, str):
+            return bands
+        try:
+            intermediate, high = (float(x) for x in bands.split(","))
+        except ValueError:
+            raise ValueError(
+                f"risk band cut points: give two numbers separated by a comma, e.g. 0.15,0.30 (got {bands!r})"
+            ) from None
+        return intermediate, high
 
     @field_validator("discontinuation_bands", "dose_reduction_bands")
     @classmethod
@@ -89,6 +110,11 @@ class ServiceSettings(RegistrySettings):
             "discontinuation": RiskBands(*self.discontinuation_bands),
             "dose_reduction": RiskBands(*self.dose_reduction_bands),
         }
+
+    @property
+    def bands_configured(self) -> dict[str, bool]:
+        """Per outcome: whether this deployment set the cut points (else the default rule gives them)."""
+        return {o: f"{o}_bands" in self.model_fields_set for o in self.model_names}
 
     @cached_property
     def hmac_key(self) -> bytes:

@@ -16,9 +16,9 @@ import pandas as pd
 
 from features.encoding import FEATURE_NAMES
 from features.model.registry import MODEL_CARD_ARTIFACT
-from features.schema import OUTCOME_COLUMNS, OUTCOMES, PREDICTORS, Column
+from features.schema import OUTCOME_COLUMNS, OUTCOME_HORIZON, OUTCOMES, PREDICTORS, Column
 from training.candidates import ANTICIPATED_C_SOURCE, BOOSTED_FACTOR, PARSIMONIOUS
-from training.cohort.params import DEFAULT_PARAMS, SEED_FILES, CohortParams
+from training.cohort.params import DEFAULT_PARAMS, S0, SEED_FILES, CohortParams
 from training.pipeline import OutcomeResult
 from training.sample_size import MARGIN, R2_GAP, SHRINKAGE
 from training.selection import SELECTION_RULE
@@ -40,10 +40,11 @@ INTENDED_USE = """## Intended use (TRIPOD+AI 3, 15, 27)
 - **When**: before a lenalidomide-containing line starts (at the order), from data known on that day.
 - **Who**: the treating haematology team, as clinic decision support: a calibrated risk with its main
   contributing factors, e.g. to discuss a lower starting dose or closer monitoring.
-- **Not** the sole basis of a decision, not for patients unlike the training case mix (the ranges seen in
-  training travel with the model in `encoder.json`), and not a prediction of progression or survival.
-- No decision threshold is built in: the decision curve (`plots/decision_curve.png`) shows the net benefit
-  at thresholds of 5–50%, and any threshold needs clinical sign-off."""
+- **Not** the sole basis of a decision, not for patients unlike the development data (the model keeps the
+  ranges seen in development and warns about any input outside them), and not a prediction of
+  progression or survival.
+- No decision threshold is built in: the decision curve of the training run shows the net benefit at
+  thresholds of 5–50%, and any threshold needs clinical sign-off."""
 
 CANDIDATES_NOTE = """Candidates, simplest first: the intercept alone (the average risk for everyone), setting
 alone, a parsimonious model pre-specified from the key study ({parsimonious}), every feature (restricted cubic
@@ -82,7 +83,7 @@ LIMITATIONS = """## Limitations (TRIPOD+AI 26)
 - **Sample size.** Read the sample-size section: below a candidate's minimum, that candidate was not fitted;
   a model developed below the parsimonious model's minimum is flagged and never becomes champion by itself.
 - **Competing events.** Progression and death can end a line before toxicity would; the outcome is binary
-  over the line, without a horizon or a competing-risks model.
+  over the line, without a fixed time window or a competing-risks model.
 - **No external validation.** Internal validation only (the optimism bootstrap on the development data);
   validate on local data before any clinical use.
 - **Missing inputs.** Unknown creatinine clearance or ECOG is imputed with the development median plus an
@@ -265,13 +266,10 @@ class ModelCard:
 
     def _outcome(self) -> str:
         column = _outcome_column(self.outcome.outcome)
-        horizon = (
-            "There is no fixed horizon: the outcome counts over the whole line, and progression or death "
-            "before any toxicity ends follow-up for it (a competing event, see the limitations)."
-        )
         return (
             "## Outcome (TRIPOD+AI 8)\n\n"
-            f"`{column.name}` = 1: {column.description}; 0 otherwise (record contract). {horizon}"
+            f"`{column.name}` = 1: {column.description}; 0 otherwise (record contract). {OUTCOME_HORIZON} "
+            f"(Key study: seed `{S0}`. Progression and death are competing events: see the limitations.)"
         )
 
     @staticmethod

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from features.record import PatientRecord
+from features.schema import outcome_statement
 from service.predictor import LoadedModel, OutcomePrediction, Prediction, RiskBands
 
 Value = str | float | int | list[str] | None
@@ -28,7 +29,11 @@ class ModelRef(BaseModel):
 
 
 class BandCutPoints(BaseModel):
-    """Risk band cut points: low < intermediate_from <= intermediate < high_from <= high."""
+    """Risk band cut points of this outcome: low < intermediate_from <= intermediate < high_from <= high.
+
+    Each outcome has its own. By default intermediate starts at about the development data's average risk
+    (rounded up to 5%) and high at twice that; a deployment may set its own.
+    """
 
     intermediate_from: float
     high_from: float
@@ -37,7 +42,12 @@ class BandCutPoints(BaseModel):
 class OutcomeOut(BaseModel):
     """One outcome's calibrated risk and explanation: base_value + sum(contributions) = logit(probability)."""
 
-    probability: float = Field(ge=0, le=1, description="calibrated probability")
+    probability: float = Field(
+        ge=0,
+        le=1,
+        description="calibrated probability of the outcome during the treatment line (no fixed time "
+        "window; see the outcome's description)",
+    )
     risk_band: Literal["low", "intermediate", "high"]
     risk_band_cut_points: BandCutPoints
     base_value: float = Field(
@@ -66,8 +76,8 @@ class ApplicabilityWarning(BaseModel):
 class PredictionOut(BaseModel):
     """Both risks for one record."""
 
-    discontinuation: OutcomeOut = Field(description="early discontinuation for toxicity")
-    dose_reduction: OutcomeOut = Field(description="dose reduction during the line")
+    discontinuation: OutcomeOut = Field(description=outcome_statement("discontinuation"))
+    dose_reduction: OutcomeOut = Field(description=outcome_statement("dose_reduction"))
     warnings: list[ApplicabilityWarning]
 
 

@@ -1,10 +1,12 @@
 """The clinician's risk calculator: one page at ``/`` and its assets under ``/ui/``, all served locally.
 
 The form is rendered here from :mod:`features.schema` (every contract column, its range, unit, categories
-and whether empty means unknown), so the page cannot drift from the contract; ``static/app.js`` posts the
-record to ``v1/predict`` (relative to the page, so a proxy may serve the page under a prefix and add the
-API key for its requests) and draws the answer. The page and its assets need no API key, are left out of
-the OpenAPI document, and carry a Content-Security-Policy allowing this origin only.
+and whether empty means unknown; nothing pre-filled), so the page cannot drift from the contract. The
+outcomes' definitions and horizon and each outcome's risk bands with their source are rendered here too;
+``static/app.js`` checks that no required field is empty, posts the record to ``v1/predict`` (relative to
+the page, so a proxy may serve the page under a prefix and add the API key for its requests) and draws the
+answer. The page and its assets need no API key, are left out of the OpenAPI document, and carry a
+Content-Security-Policy allowing this origin only.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from fastapi import APIRouter, HTTPException, Response
 from features.schema import (
     COMORBIDITY_COLUMNS,
     COMORBIDITY_LABELS,
+    OUTCOME_HORIZON,
     OUTCOMES,
     RECORD_COLUMNS,
     REGIMEN_LABELS,
     Column,
     Kind,
+    outcome_definition,
 )
+from service.predictor import BAND_RULE, DEVELOPMENT_AVERAGE_RISK
 from service.settings import ServiceSettings
 
 STATIC = Path(__file__).parent / "static"
@@ -82,14 +87,6 @@ HINTS: dict[str, str] = {
     "patient_id": "Optional and pseudonymous; never logged. Do not enter names or record numbers.",
     "crcl_ml_min": "Cockcroft–Gault or eGFR.",
 }
-#: Values the form starts with (sex is left for the clinician to choose).
-DEFAULTS: dict[str, str] = {
-    "age": "70",
-    "regimen": "Rd",
-    "setting": "newly_diagnosed",
-    "start_dose_mg": "25",
-    "prior_lines": "0",
-}
 OUTCOME_LABELS: dict[str, str] = {
     "discontinuation": "Early discontinuation for toxicity",
     "dose_reduction": "Dose reduction during the line",
@@ -98,6 +95,7 @@ OUTCOME_LABELS: dict[str, str] = {
 FEATURE_LABELS: dict[str, str] = {"renal_function": "Renal function", "comorbidities": "Comorbidities"}
 
 _SELECT_AT_MOST = 6  # an integer with at most this many values (ECOG) is a list, not a free number
+_SELECT_LABEL_MAX = 24  # values with a longer label are radio buttons, whose labels wrap, not a select
 
 
 def label(col: Column) -> str:
@@ -122,18 +120,25 @@ def _rule_hint(col: Column) -> str:
     return " ".join(t for t in (HINTS.get(col.name, ""), text) if t)
 
 
+def _required(col: Column) -> bool:
+    """A value the clinician must enter (a box left unticked is an answer: no)."""
+    return col.required_in_api and not col.nullable and col.kind is not Kind.BINARY
+
+
 def _attrs(col: Column, control: str) -> str:
     kind = "binary" if col.kind is Kind.BINARY else col.kind.value
-    required = "true" if col.required_in_api and not col.nullable else "false"
     return (
         f'class="field field-{control}" data-field="{escape(col.name)}" data-kind="{kind}" '
-        f'data-control="{control}" data-nullable="{str(col.nullable).lower()}" data-required="{required}"'
+        f'data-control="{control}" data-nullable="{str(col.nullable).lower()}" '
+        f'data-required="{str(_required(col)).lower()}"'
     )
 
 
-def _described(name: str, hint: str) -> str:
+def _described(col: Column, hint: str) -> str:
+    name = escape(col.name)
     ids = ([f"{name}-hint"] if hint else []) + [f"{name}-error"]
-    return f'aria-describedby="{" ".join(ids)}"'
+    required = ' aria-required="true"' if _required(col) else ""
+    return f'aria-describedby="{" ".join(ids)}"{required}'
 
 
 def _hint_and_error(name: str, hint: str) -> str:
@@ -142,7 +147,7 @@ def _hint_and_error(name: str, hint: str) -> str:
 
 
 def _field(col: Column) -> str:
-    """One contract column as labelled form control(s) with its hint and error slot."""
+    """One contract column as labelled form control(s) with its hint and error slot; nothing pre-filled."""
     name, text, hint = escape(col.name), escape(label(col)), _rule_hint(col)
     values = [str(v) for v in col.allowed]
     if col.kind is Kind.INTEGER and col.maximum - col.minimum < _SELECT_AT_MOST:
@@ -150,46 +155,47 @@ def _field(col: Column) -> str:
     if col.kind is Kind.BINARY:
         return (
             f'<div {_attrs(col, "checkbox")}><input type="checkbox" id="f-{name}" name="{name}" value="1" '
-            f'{_described(name, hint)}><label for="f-{name}">{text}</label>'
+            f'{_described(col, hint)}><label for="f-{name}">{text}</label>'
             f"{_hint_and_error(name, hint)}</div>"
         )
-    if col.kind is Kind.CATEGORY and len(values) <= 3:
+    long_labels = any(len(_value_label(col, v)) > _SELECT_LABEL_MAX for v in values)
+    if values and (len(values) <= 3 or long_labels):
+        choices = [(v, v, _value_label(col, v)) for v in values]
+        if col.nullable:
+            choices.append(("", "unknown", "Unknown"))
         radios = "".join(
-            f'<span class="choice"><input type="radio" id="f-{name}-{escape(v)}" name="{name}" '
-            f'value="{escape(v)}"{" checked" if DEFAULTS.get(col.name) == v else ""}>'
-            f'<label for="f-{name}-{escape(v)}">{escape(_value_label(col, v))}</label></span>'
-            for v in values
+            f'<span class="choice"><input type="radio" id="f-{name}-{escape(key)}" name="{name}" '
+            f'value="{escape(v)}"><label for="f-{name}-{escape(key)}">{escape(shown)}</label></span>'
+            for v, key, shown in choices
         )
+        stacked = " stacked" if long_labels else ""
         return (
-            f"<fieldset {_attrs(col, 'radio')} {_described(name, hint)}><legend>{text}</legend>"
-            f'<div class="choices">{radios}</div>{_hint_and_error(name, hint)}</fieldset>'
+            f'<fieldset {_attrs(col, "radio")} role="radiogroup" {_described(col, hint)}>'
+            f"<legend>{text}</legend>"
+            f'<div class="choices{stacked}">{radios}</div>{_hint_and_error(name, hint)}</fieldset>'
         )
     if values:
-        empty = '<option value="">Unknown</option>' if col.nullable else ""
-        options = empty + "".join(
-            f'<option value="{escape(v)}"{" selected" if DEFAULTS.get(col.name) == v else ""}>'
-            f"{escape(_value_label(col, v))}</option>"
-            for v in values
+        empty = "Unknown" if col.nullable else "Choose…"
+        options = f'<option value="">{empty}</option>' + "".join(
+            f'<option value="{escape(v)}">{escape(_value_label(col, v))}</option>' for v in values
         )
         return (
             f'<div {_attrs(col, "select")}><label for="f-{name}">{text}</label>'
-            f'<select id="f-{name}" name="{name}" {_described(name, hint)}>{options}</select>'
+            f'<select id="f-{name}" name="{name}" {_described(col, hint)}>{options}</select>'
             f"{_hint_and_error(name, hint)}</div>"
         )
     if col.kind is Kind.STRING:
         control = (
             f'<input type="text" id="f-{name}" name="{name}" maxlength="{int(col.maximum or 64)}" '
-            f'autocomplete="off" spellcheck="false" {_described(name, hint)}>'
+            f'autocomplete="off" spellcheck="false" {_described(col, hint)}>'
         )
     else:
         step = "1" if col.kind is Kind.INTEGER else "any"
         mode = "numeric" if col.kind is Kind.INTEGER else "decimal"
-        value = escape(DEFAULTS.get(col.name, ""))
         placeholder = ' placeholder="unknown"' if col.nullable else ""
         control = (
             f'<input type="number" id="f-{name}" name="{name}" inputmode="{mode}" step="{step}" '
-            f'min="{col.minimum:g}" max="{col.maximum:g}" value="{value}"{placeholder} '
-            f"{_described(name, hint)}>"
+            f'min="{col.minimum:g}" max="{col.maximum:g}"{placeholder} {_described(col, hint)}>'
         )
         if col.unit:
             control = f'<span class="with-unit">{control}<span class="unit">{escape(col.unit)}</span></span>'
@@ -219,6 +225,37 @@ def form_fields() -> str:
     return "\n".join(parts)
 
 
+def _percent(p: float) -> str:
+    return f"{p * 100:g}%"
+
+
+def outcome_definitions() -> str:
+    """What each outcome means and over what time (the contract's outcome definitions and horizon)."""
+    items = "".join(
+        f"<dt>{escape(OUTCOME_LABELS[o])}</dt><dd>{escape(outcome_definition(o))}</dd>" for o in OUTCOMES
+    )
+    return f'<dl class="definitions">{items}</dl><p class="hint horizon">{escape(OUTCOME_HORIZON)}</p>'
+
+
+def risk_bands(settings: ServiceSettings) -> str:
+    """Each outcome's cut points, whether the deployment set them, a slot for the development data's
+    average risk (filled from ``v1/models``), and the rule and source of the defaults."""
+    items = []
+    for outcome, bands in settings.bands.items():
+        low, high = _percent(bands.intermediate), _percent(bands.high)
+        source = (
+            "set by this deployment"
+            if settings.bands_configured[outcome]
+            else f"default, for an average of {DEVELOPMENT_AVERAGE_RISK[outcome]:.0%}"
+        )
+        items.append(
+            f'<li data-outcome="{outcome}"><strong>{escape(OUTCOME_LABELS[outcome])}:</strong> '
+            f"low below {low}, intermediate {low}–{high}, high from {high} ({source}); average risk in "
+            f'the development data <span class="average-risk" data-outcome="{outcome}">…</span></li>'
+        )
+    return f'<ul>{"".join(items)}</ul><p class="hint">{escape(BAND_RULE)}</p>'
+
+
 def page_config() -> dict[str, object]:
     """What the script needs to word the answer: labels, allowed rules, outcomes."""
     return {
@@ -232,18 +269,22 @@ def page_config() -> dict[str, object]:
     }
 
 
-def render_page() -> str:
-    """The calculator page: the static template with the contract's form and the script's config."""
+def render_page(settings: ServiceSettings) -> str:
+    """The calculator page: the static template with the contract's form, the outcomes' definitions, the
+    risk bands and the script's config."""
     template = (STATIC / "index.html").read_text(encoding="utf-8")
-    return template.replace("<!--FORM-->", form_fields()).replace(
-        "{{CONFIG}}", escape(json.dumps(page_config(), ensure_ascii=False), quote=True)
+    return (
+        template.replace("<!--FORM-->", form_fields())
+        .replace("<!--OUTCOMES-->", outcome_definitions())
+        .replace("<!--BANDS-->", risk_bands(settings))
+        .replace("{{CONFIG}}", escape(json.dumps(page_config(), ensure_ascii=False), quote=True))
     )
 
 
 def build_router(settings: ServiceSettings) -> APIRouter:
     """The page at ``/`` and its static assets under ``/ui/``: no API key, not in the OpenAPI document."""
     router = APIRouter(include_in_schema=False)
-    page = render_page().encode()
+    page = render_page(settings).encode()
     assets = {name: (STATIC / name).read_bytes() for name in ASSETS}
 
     @router.get("/", include_in_schema=False)

@@ -38,14 +38,26 @@
     return (p * 100).toFixed(1) + "%";
   }
 
+  function cutPoint(p) {
+    return +(p * 100).toFixed(1) + "%";
+  }
+
+  function averageRisk(p) {
+    return typeof p === "number" ? Math.round(100 * p) + "%" : "n/a";
+  }
+
+  const PLAIN = "compared with an average patient in the development data";
+
   function valueLabel(field, value) {
     const labels = config.values[field] || {};
     return labels[String(value)] || String(value);
   }
 
   // ---- the record --------------------------------------------------------------------------------
+  // The record and the required fields left empty (nothing is pre-filled, so nothing is sent for them).
   function readRecord() {
     const record = {};
+    const missing = [];
     for (const field of form.querySelectorAll("[data-field]")) {
       const name = field.dataset.field;
       const kind = field.dataset.kind;
@@ -62,7 +74,8 @@
       }
       if (raw === "") {
         if (field.dataset.nullable === "true") record[name] = null; // empty = unknown
-        continue; // a required field left empty: the service says so, next to the field
+        else if (field.dataset.required === "true") missing.push(name);
+        continue;
       }
       if (kind === "number" || kind === "integer") {
         const number = Number(raw);
@@ -71,7 +84,7 @@
         record[name] = raw;
       }
     }
-    return record;
+    return { record, missing };
   }
 
   // ---- errors ------------------------------------------------------------------------------------
@@ -246,17 +259,19 @@
       ),
       el("p", {
         class: "bands",
-        text: "Bands: low below " + percent(cuts.intermediate_from) + ", high from " + percent(cuts.high_from) + ".",
+        text:
+          "Bands for this outcome: low below " + cutPoint(cuts.intermediate_from) + ", intermediate " +
+          cutPoint(cuts.intermediate_from) + "–" + cutPoint(cuts.high_from) + ", high from " +
+          cutPoint(cuts.high_from) + ". Average risk in the development data: " +
+          averageRisk(outcome.average_risk) + ".",
       }),
       el("h4", { text: "What drives it for this patient" }),
       el("p", {
         class: "waterfall-start",
         text:
-          "Starting from the average of the patients the model was developed on (on the log-odds scale): " +
-          percent(average) +
-          (typeof outcome.average_risk === "number"
-            ? "; their average risk: " + percent(outcome.average_risk)
-            : ""),
+          "Starting point: an average patient in the development data, " + percent(average) +
+          " (averaged on the model's log-odds scale, so not quite the average risk). Each factor below raises " +
+          "or lowers this patient's risk " + PLAIN + ".",
       }),
       chart(outcome, scale),
       el("p", { class: "waterfall-end", text: "This patient: " + percent(outcome.probability) }),
@@ -291,8 +306,7 @@
         class: "legend",
         text:
           "Bars: each factor's contribution on the log-odds scale; to the right raises, to the left lowers " +
-          "the risk compared with the average of the patients the model was developed on. Request ID " +
-          answer.request_id + ".",
+          "the risk " + PLAIN + ". Request ID " + answer.request_id + ".",
       })
     );
     results.replaceChildren(...parts);
@@ -301,13 +315,18 @@
   async function calculate(event) {
     event.preventDefault();
     clearErrors();
+    const { record, missing } = readRecord();
+    if (missing.length) {
+      showFieldErrors(missing.map((name) => ({ loc: [name], type: "missing" })));
+      return;
+    }
     submit.disabled = true;
     results.setAttribute("aria-busy", "true");
     try {
       const response = await fetch("v1/predict", {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify(readRecord()),
+        body: JSON.stringify(record),
         credentials: "same-origin",
       });
       if (response.ok) {
@@ -385,7 +404,7 @@
           "AUC " + metric(x.validated_roc_auc, 2) + " (95% CI " + metric(x.validated_roc_auc_ci_lower, 2) + "–" +
             metric(x.validated_roc_auc_ci_upper, 2) + "); calibration slope " +
             metric(x.validated_calibration_slope, 2) + " (ideal 1); average risk in the development data " +
-            (typeof x.average_risk === "number" ? Math.round(100 * x.average_risk) + "%" : "n/a") + ". " +
+            averageRisk(x.average_risk) + ". " +
             m.family + " model " + m.name + ", version " + m.version + "." +
             (m.small_development_sample ? " Developed on too few patients: a rough indication only." : "")
         )
@@ -408,6 +427,15 @@
       );
     }
     aboutModels.replaceChildren(...parts);
+    showAverages(models);
+  }
+
+  // The development data's average risk beside each outcome's bands ("n/a" when the models are unknown).
+  function showAverages(models) {
+    for (const slot of document.querySelectorAll("#risk-bands .average-risk")) {
+      const model = models.find((m) => m.outcome === slot.dataset.outcome);
+      slot.textContent = averageRisk(model && model.metrics ? model.metrics.average_risk : null);
+    }
   }
 
   async function loadModels(attempt) {
@@ -419,14 +447,17 @@
         access.textContent = ACCESS_MESSAGE;
         access.hidden = false;
         aboutModels.replaceChildren(el("p", { class: "placeholder", text: "The model card is not available to this page." }));
+        showAverages([]);
       } else if (response.status === 503 && attempt < 20) {
         aboutModels.replaceChildren(el("p", { class: "placeholder", text: "The models are loading…" }));
         setTimeout(() => loadModels(attempt + 1), 3000);
       } else {
         aboutModels.replaceChildren(el("p", { class: "placeholder", text: await problemFor(response) }));
+        showAverages([]);
       }
     } catch (_) {
       aboutModels.replaceChildren(el("p", { class: "placeholder", text: "The model card could not be loaded." }));
+      showAverages([]);
     }
   }
 

@@ -157,7 +157,9 @@ def _metric(text: str, name: str, **labels: str) -> float:
 # ----------------------------------------------------------------------------------- predict and batch
 
 
-def test_predict_answers_both_outcomes_calibrated_banded_and_explained(api, registry, record):
+def test_predict_answers_both_outcomes_calibrated_banded_and_explained(
+    api, service_settings, registry, record
+):
     response = api.post("/v1/predict", json=record)
 
     assert response.status_code == 200
@@ -171,9 +173,15 @@ def test_predict_answers_both_outcomes_calibrated_banded_and_explained(api, regi
         expected = _expected_probabilities(registry, outcome, [record])[0]
         assert answer["probability"] == pytest.approx(expected, rel=1e-12)
         assert 0 < answer["probability"] < 1
-        assert answer["risk_band_cut_points"] == {"intermediate_from": 0.2, "high_from": 0.4}
+        cuts = service_settings.bands[outcome]  # each outcome's own defaults
+        assert answer["risk_band_cut_points"] == {
+            "intermediate_from": cuts.intermediate,
+            "high_from": cuts.high,
+        }
         p = answer["probability"]
-        assert answer["risk_band"] == ("high" if p >= 0.4 else "intermediate" if p >= 0.2 else "low")
+        assert answer["risk_band"] == (
+            "high" if p >= cuts.high else "intermediate" if p >= cuts.intermediate else "low"
+        )
         _assert_explained(answer)
         assert answer["model"] == {"name": registry["result"].outcomes[outcome].model_name, "version": "1"}
         shown = {c["feature"]: c["value"] for c in answer["contributions"]}

@@ -24,13 +24,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from html import unescape
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
-from features.schema import COMORBIDITY_COLUMNS, RECORD_COLUMNS, REGIMEN_LABELS
+from features.schema import COMORBIDITY_COLUMNS, OUTCOMES, RECORD_COLUMNS, REGIMEN_LABELS, Kind
 from service.api.app import create_app
 from service.security import digest
 from service.settings import ServiceSettings
@@ -209,12 +210,12 @@ def page(browser):
 def _fill(page, record: dict) -> None:
     page.fill("#f-age", str(record["age"]))
     page.check(f"#f-sex-{record['sex']}")
-    page.select_option("#f-regimen", record["regimen"])
+    page.check(f"#f-regimen-{record['regimen']}")
     page.select_option("#f-setting", record["setting"])
     page.fill("#f-start_dose_mg", str(record["start_dose_mg"]))
     page.fill("#f-crcl_ml_min", "" if record["crcl_ml_min"] is None else str(record["crcl_ml_min"]))
     page.set_checked("#f-dialysis", record["dialysis"] == 1)
-    page.select_option("#f-ecog", "" if record["ecog"] is None else str(record["ecog"]))
+    page.check(f"#f-ecog-{'unknown' if record['ecog'] is None else record['ecog']}")
     page.fill("#f-prior_lines", str(record["prior_lines"]))
     for c in COMORBIDITY_COLUMNS:
         page.set_checked(f"#f-{c}", record[c] == 1)
@@ -286,10 +287,180 @@ def test_calculator_with_authentication_on_explains_access(page, registry, tmp_p
         page.goto(f"{base}/")
         page.wait_for_selector("#access:not([hidden])")
         assert "requires an API key" in page.inner_text("#access")
+        assert page.inner_text("#risk-bands").count("development data n/a") == len(OUTCOMES)
         _fill(page, RECORD)
         page.click("#submit")
         page.wait_for_selector("#results .problem")
         assert "deployment does not provide one" in page.inner_text("#results")
         assert page.locator("input[type=password]").count() == 0
         page.screenshot(path=str(ARTIFACTS / "calculator-auth.png"), full_page=True)
+    assert page.problems == []
+
+
+# ---- what a clinician reads: horizon, bands, no silent defaults, plain words (issue 13, 22-25) -----
+
+#: Required entries a clinician must make (binary flags are ticked or not; nullable ones may stay unknown).
+REQUIRED = [c for c in RECORD_COLUMNS if c.required_in_api and not c.nullable and c.kind is not Kind.BINARY]
+DEVELOPER_NAMES = ("encoder.json", "decision_curve.png", "average training line")
+FILE_NAME = re.compile(r"[\w/.-]+\.(?:json|png|csv|md|py)\b")
+PLAIN_PHRASE = "compared with an average patient in the development data"
+
+
+def _horizon_stated(text: str) -> None:
+    text = " ".join(text.split())
+    assert "during the treatment line" in text
+    assert "median of 5.8 months" in text and "107" in text  # the key study's time to a toxicity stop
+
+
+def test_outcome_horizon_is_stated_on_the_page_in_the_card_and_in_the_api_docs(start_api, service_settings):
+    client = start_api(service_settings)
+
+    page = unescape(re.sub(r"<[^>]+>", " ", client.get("/").text))
+    _horizon_stated(page)
+    for model in client.get("/v1/models").json()["models"]:
+        outcome = " ".join(section_lines(model["model_card"], "## Outcome"))
+        _horizon_stated(outcome)
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for outcome in OUTCOMES:
+        _horizon_stated(schemas["PredictionOut"]["properties"][outcome]["description"])
+    assert "during the treatment line" in schemas["OutcomeOut"]["properties"]["probability"]["description"]
+
+
+def section_lines(card: str, heading: str) -> list[str]:
+    """The lines of one ``## `` section of a markdown card."""
+    lines = card.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    rest = lines[start + 1 :]
+    return rest[: next((i for i, line in enumerate(rest) if line.startswith("## ")), len(rest))]
+
+
+def _percent(p: float) -> str:
+    return f"{p * 100:g}%"
+
+
+@pytest.mark.external
+def test_configured_cut_points_change_the_band_served_and_shown_with_their_source(
+    page, registry, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("LENRISK_DISCONTINUATION_BANDS", "0.01,0.02")  # every discontinuation risk is high
+    monkeypatch.delenv("LENRISK_DOSE_REDUCTION_BANDS", raising=False)
+    settings = _settings(registry, tmp_path)
+    dose_reduction = ServiceSettings(mlruns_dir=registry["root"]).bands["dose_reduction"]  # the default
+    with _serve(settings, ready=True) as base:
+        answer = httpx.post(f"{base}/v1/predict", json=RECORD, timeout=30).json()
+        cuts = answer["discontinuation"]["risk_band_cut_points"]
+        assert cuts == {"intermediate_from": 0.01, "high_from": 0.02}
+        assert answer["discontinuation"]["risk_band"] == "high"
+        assert answer["dose_reduction"]["risk_band_cut_points"] == {
+            "intermediate_from": dose_reduction.intermediate,
+            "high_from": dose_reduction.high,
+        }
+        averages = {
+            m["outcome"]: m["metrics"]["average_risk"]
+            for m in httpx.get(f"{base}/v1/models", timeout=30).json()["models"]
+        }
+
+        page.goto(f"{base}/")
+        page.locator("#risk-bands .average-risk").first.wait_for()
+        page.wait_for_function("!document.querySelector('#risk-bands').textContent.includes('…')")
+        shown = {o: page.inner_text(f"#risk-bands [data-outcome={o}]") for o in OUTCOMES}
+        assert "low below 1%" in shown["discontinuation"] and "high from 2%" in shown["discontinuation"]
+        assert "set by this deployment" in shown["discontinuation"]
+        assert f"low below {_percent(dose_reduction.intermediate)}" in shown["dose_reduction"]
+        assert f"high from {_percent(dose_reduction.high)}" in shown["dose_reduction"]
+        for outcome, average in averages.items():
+            assert f"average risk in the development data {round(100 * average)}%" in shown[outcome]
+        rule = page.inner_text("#risk-bands")
+        assert "twice" in rule and "average risk" in rule and "107 lines" in rule  # the rule and its source
+
+        _fill(page, RECORD)
+        page.click("#submit")
+        page.wait_for_selector("#result-discontinuation .band")
+        assert page.inner_text("#result-discontinuation .band").lower() == "high risk"
+        card = page.inner_text("#result-discontinuation")
+        assert "low below 1%" in card and "high from 2%" in card
+        assert f"{round(100 * averages['discontinuation'])}%" in card
+    assert page.problems == []
+
+
+@pytest.mark.external
+def test_required_fields_start_empty_and_an_empty_one_is_named_without_a_request(page, live):
+    posted: list[str] = []
+    page.on("request", lambda r: posted.append(r.url) if r.url.endswith("/v1/predict") else None)
+    page.goto(f"{live}/")
+
+    for col in REQUIRED:
+        field = f"[data-field={col.name}]"
+        if page.locator(f"{field} input[type=radio]").count():
+            assert page.locator(f"{field} input:checked").count() == 0, col.name
+        else:
+            assert page.input_value(f"#f-{col.name}") == "", col.name
+
+    page.click("#submit")
+    page.wait_for_selector("#form-error:not([hidden])")
+    summary = page.inner_text("#form-error")
+    for col in REQUIRED:
+        assert label(col) in summary, col.name
+        assert page.inner_text(f"#{col.name}-error") == "Required."
+    assert page.evaluate("document.activeElement.id") == "f-age"
+
+    _fill(page, RECORD)
+    page.fill("#f-start_dose_mg", "")
+    page.click("#submit")
+    page.wait_for_selector("#start_dose_mg-error:not([hidden])")
+    assert page.locator(".field-error:not([hidden])").count() == 1
+    assert "Lenalidomide starting dose" in page.inner_text("#form-error")
+    assert posted == [] and page.locator("#result-discontinuation").count() == 0
+
+    page.fill("#f-start_dose_mg", str(RECORD["start_dose_mg"]))
+    page.click("#submit")
+    page.wait_for_selector("#result-dose_reduction .probability")
+    assert len(posted) == 1 and page.locator("#form-error").is_hidden()
+    assert page.problems == []
+
+
+#: Every list entry of the form shown whole: a select at least as wide as its longest option (text, padding,
+#: arrow), and no label clipped or running past the form.
+_CLIPPED_CHOICES = """() => {
+  const form = document.getElementById("record-form").getBoundingClientRect();
+  const ctx = document.createElement("canvas").getContext("2d");
+  const clipped = [];
+  for (const select of document.querySelectorAll("#record-form select")) {
+    const style = getComputedStyle(select);
+    ctx.font = style.font;
+    const room = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 20;
+    for (const option of select.options) {
+      if (ctx.measureText(option.text).width > room) clipped.push(option.text);
+    }
+  }
+  for (const label of document.querySelectorAll("#record-form label")) {
+    const box = label.getBoundingClientRect();
+    const cut = label.scrollWidth > label.clientWidth + 1 || box.right > form.right + 1;
+    if (cut) clipped.push(label.textContent);
+  }
+  return clipped;
+}"""
+
+
+@pytest.mark.external
+def test_page_words_are_plain_and_regimen_names_are_shown_whole(page, live):
+    page.goto(f"{live}/")
+    page.locator("#about-models").get_by_text("AUC", exact=False).first.wait_for()
+    _fill(page, RECORD)
+    page.click("#submit")
+    page.wait_for_selector("#result-dose_reduction .probability")
+
+    text = page.evaluate("document.body.textContent")  # the folded full model cards included
+    for name in DEVELOPER_NAMES:
+        assert name not in text, name
+    assert PLAIN_PHRASE in " ".join(text.split())
+    assert not FILE_NAME.findall(page.inner_text("body"))  # what a clinician reads names no file
+
+    for code, drugs in REGIMEN_LABELS.items():
+        entry = page.locator("[data-field=regimen] label", has_text=re.compile(rf"^{re.escape(code)} — "))
+        assert entry.count() == 1, code
+        assert entry.inner_text() == f"{code} — {drugs}" and entry.is_visible()
+    for width, height in ((1280, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        assert page.evaluate(_CLIPPED_CHOICES) == [], width
     assert page.problems == []
