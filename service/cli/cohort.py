@@ -16,11 +16,9 @@ from rich.table import Table
 
 from features.errors import FileFormatError
 from features.schema import SETTINGS
-from features.tableio import FORMATS, table_format, write_table
 from service.cli.console import Quiet, console, progress
-from training.cohort.generate import UnknownSettingError, generate_cohort, resolve_settings
 
-if TYPE_CHECKING:  # statsmodels (behind reproduce_published) is imported only by --validate
+if TYPE_CHECKING:  # pandas, pyarrow, scipy and statsmodels are imported by the command that needs them
     from training.cohort.published import Comparison
 
 VALIDATE_N = 200_000
@@ -70,6 +68,9 @@ def cohort(
         return
     if replicates is not None:
         raise typer.BadParameter("only with --validate", param_hint="--replicates")
+    from features.tableio import write_table
+    from training.cohort.generate import UnknownSettingError, generate_cohort, resolve_settings
+
     if n is None:
         raise typer.BadParameter("give the number of lines to generate", param_hint="--n")
     if out is None:
@@ -91,6 +92,8 @@ def cohort(
 
 def _check_output(out: Path) -> None:
     """Refuse an output path that cannot be written before spending time on the cohort."""
+    from features.tableio import FORMATS, table_format
+
     try:
         table_format(out)
     except FileFormatError:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from service.batch.score import Explain
+from service.batch.explain import Explain
 from service.cli.console import Quiet, console, row_progress
 
 

@@ -10,7 +10,6 @@ import typer
 from service.cli.console import Quiet, console
 from service.errors import UnsafeBindError
 from service.security import new_key
-from service.settings import get_settings
 
 
 def _is_loopback(host: str) -> bool:
@@ -30,6 +29,8 @@ def serve(
 ) -> None:
     """Serve the registered models over HTTP (uvicorn; models load in the background, see /readyz)."""
     import uvicorn
+
+    from service.settings import get_settings
 
     settings = get_settings()
     if not settings.auth_enabled and not _is_loopback(host):
