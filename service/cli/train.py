@@ -12,6 +12,9 @@ import io
 import logging
 import math
 import os
+import shlex
+import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, redirect_stderr
 from pathlib import Path
@@ -25,6 +28,7 @@ from rich.table import Table
 from service.cli.console import Quiet, console, progress
 
 DEFAULT_SEED = 2026
+MLFLOW_UI_PORT = 5000  # mlflow ui's own default, away from the API's 8000
 
 
 def train(
@@ -134,7 +138,8 @@ def train(
     title = f"Optimism-corrected ({result.n_boot} bootstrap resamples)"
     table = _table(title, [r.name for r in logged], rows)
     console().print(table)
-    out.print(f"Browse the runs and models: {_browse_hint(settings.tracking_uri)}")
+    hint = textwrap.indent(_browse_hint(settings.tracking_uri), "  ")
+    out.print(f"Browse the runs and models:\n{hint}", markup=False, highlight=False, soft_wrap=True)
     refused = [r for r in logged if r.version is None]
     if refused:
         raise NotRegisteredError(
@@ -221,11 +226,18 @@ def _table(title: str, models: list[str], rows: dict[str, list[str]]) -> Table:
 
 
 def _browse_hint(uri: str) -> str:
-    """``mlflow ui`` for a database store (password masked), the address of a tracking server."""
+    """How to browse the runs and models, to paste as printed: this environment's ``mlflow ui`` on a database
+    store (password masked) with the address to open, or the address of a tracking server."""
     parsed = urlparse(uri)
     if parsed.password:
         uri = parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl()
-    return uri if parsed.scheme in ("http", "https") else f"mlflow ui --backend-store-uri {uri}"
+    if parsed.scheme in ("http", "https"):
+        return f"open {uri}"
+    mlflow = Path(sys.executable).with_name("mlflow")
+    if mlflow.is_relative_to(Path.cwd()):  # e.g. .venv/bin/mlflow from the project root
+        mlflow = mlflow.relative_to(Path.cwd())
+    command = shlex.join([str(mlflow), "ui", "--backend-store-uri", uri, "--port", str(MLFLOW_UI_PORT)])
+    return f"{command}\nthen open http://127.0.0.1:{MLFLOW_UI_PORT}"
 
 
 def _loss(value: float, digits: int = 4) -> str:
