@@ -38,9 +38,14 @@ def _fail(message: str) -> NoReturn:
 app = typer.Typer(
     name="lenrisk",
     cls=_Group,
+    # Click's plain help: flags show no value type (typer's rich help types each of them <bool>), and
+    # --help needs no rich.
+    rich_markup_mode=None,
     no_args_is_help=True,
     add_completion=False,
-    help="Risk of early lenalidomide discontinuation for toxicity and of dose reduction.",
+    help="Before a lenalidomide treatment line starts: the risk of stopping it early for toxicity and of "
+    "needing a dose reduction. Generate synthetic data, train and promote the models, score files, and "
+    "serve the API and calculator.",
 )
 app.command("cohort")(cohort)
 app.command("train")(train)

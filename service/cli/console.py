@@ -26,7 +26,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and the final result.")]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only errors and the final result: no progress, no notes.")
+]
 
 
 def console(quiet: bool = False) -> Console:

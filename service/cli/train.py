@@ -35,44 +35,75 @@ def train(
     data: Annotated[
         Path | None,
         typer.Option(
-            "--data", help="Training table (.csv or .parquet) in the contract schema, with outcomes."
+            "--data",
+            metavar="FILE",
+            help="Training table, CSV or Parquet: the record's columns and both outcomes "
+            "(discontinued_toxicity, dose_reduced: 0 or 1), one row per treatment line.",
         ),
     ] = None,
     synthetic: Annotated[
-        int | None, typer.Option("--synthetic", min=1, help="Train on a synthetic cohort of N lines instead.")
+        int | None,
+        typer.Option(
+            "--synthetic",
+            min=1,
+            metavar="LINES",
+            help="Train instead on this many synthetic lines (as `lenrisk cohort` writes them).",
+        ),
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="Seed of the folds, the bootstrap, the models and the synthetic cohort.")
+        int,
+        typer.Option(
+            metavar="SEED",
+            help="Random seed of the synthetic cohort, the cross-validation folds, the bootstrap and the "
+            "models: the same seed, the same models.",
+        ),
     ] = DEFAULT_SEED,
     setting: Annotated[
         list[str] | None,
-        typer.Option("--setting", help="With --synthetic: draw only this setting (repeatable; default all)."),
+        typer.Option(
+            "--setting",
+            metavar="SETTING",
+            help="With --synthetic: only lines of this treatment setting (see `lenrisk cohort --help`). "
+            "Repeat the option for several; without it, all four.",
+        ),
     ] = None,
     repeats: Annotated[
-        int | None, typer.Option("--repeats", min=1, help="Cross-validation repeats (default: by data size).")
+        int | None,
+        typer.Option(
+            "--repeats",
+            min=1,
+            metavar="N",
+            help="How many times the 5-fold cross-validation that picks each model is repeated; without it, "
+            "2 under 5,000 lines, else 1.",
+        ),
     ] = None,
     bootstrap: Annotated[
         int | None,
         typer.Option(
             "--bootstrap",
             min=200,
-            help="Bootstrap resamples of the internal validation (at least 200, the default: Harrell).",
+            metavar="N",
+            help="How many bootstrap resamples estimate how the models will do on new patients (their "
+            "internal validation); at least 200, and 200 without it.",
         ),
     ] = None,
     allow_small_sample: Annotated[
         bool,
         typer.Option(
             "--allow-small-sample",
-            help="Train even when the data are below the parsimonious model's minimum sample size; the "
-            "model is flagged and never becomes champion by itself.",
+            help="Train even when there are fewer lines than the simplest model needs; the models are "
+            "flagged as small-sample and become champion only through `lenrisk promote --force`.",
         ),
     ] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Check the sample size, develop, validate and register both models (discontinuation and dose reduction).
+    """Train both models and register them in MLflow.
 
-    Models that do not beat the average risk, or whose ranking is inverted, are logged but not registered;
-    the command then exits with code 2.
+    One model per outcome (discontinuation for toxicity, dose reduction). The command checks that there are
+    enough lines, picks each model by cross-validation, estimates its performance on new patients by
+    bootstrap, and registers it as the challenger (a model's first version also becomes the champion, the
+    version the service uses). A model that predicts no better than the average risk, or ranks patients the
+    wrong way round, is logged but not registered, and the command exits with code 2.
     """
     if (data is None) == (synthetic is None):
         raise typer.BadParameter("give exactly one of --data FILE or --synthetic N")
@@ -149,18 +180,28 @@ def train(
 
 def promote(
     model: Annotated[
-        list[str] | None, typer.Option("--model", help="Registered model name (repeatable; default both).")
+        list[str] | None,
+        typer.Option(
+            "--model",
+            metavar="NAME",
+            help="Only this registered model: lenalidomide-discontinuation or lenalidomide-dose-reduction. "
+            "Without it, both.",
+        ),
     ] = None,
     force: Annotated[
         bool,
         typer.Option(
             "--force",
-            help="Promote even if the challenger is worse, small-sample, or was compared with another "
-            "champion.",
+            help="Promote even if the challenger does worse, was trained on too small a sample, or was "
+            "compared at registration with another champion than today's.",
         ),
     ] = False,
 ) -> None:
-    """Move the champion alias to the challenger when it does no worse on the same (its development) data."""
+    """Make the challenger the champion if it does no worse.
+
+    The champion is the version the service uses; the challenger is the newest registered version. Both are
+    scored on the patients the challenger was developed on (the challenger's score corrected for optimism).
+    """
     from features.model.registry import RegistrySettings
     from training.registry import promote as decide
 
