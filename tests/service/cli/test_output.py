@@ -3,6 +3,7 @@ hint to the MLflow UI that can be pasted as printed."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shlex
@@ -10,9 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.cli.console import ProgressLines
 from tests.helpers import REPO_ROOT
 
 #: A progress line: time of day, what is being done, units done of the total and the percentage.
@@ -107,3 +110,14 @@ def test_train_reports_each_stage_as_lines_then_a_hint_that_runs(store):
     assert os.access(argv[0], os.X_OK) and not Path(argv[0]).is_absolute()  # pasted from the project root
     assert argv[1:] == ["ui", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--port", "5000"]
     assert then == "then open http://127.0.0.1:5000"
+
+
+def test_rows_of_unknown_count_get_a_line_at_the_start_and_the_end():
+    """A CSV's row count is known only once read: no percentage, at most one line per 10 s, and the end."""
+    stream = io.StringIO()
+    with ProgressLines(Console(file=stream), unit="rows") as lines:
+        task = lines.add_task("scoring")
+        for _ in range(1000):
+            lines.advance(task, 65_536)
+    printed = [line.split(" ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert printed == ["scoring: 0 rows", "scoring: 65,536,000 rows"]
