@@ -73,8 +73,8 @@ def train(
             "--repeats",
             min=1,
             metavar="N",
-            help="How many times the 5-fold cross-validation that picks each model is repeated; without it, "
-            "2 under 5,000 lines, else 1.",
+            help="How many times the cross-validation that picks each model is repeated; without it, "
+            "chosen by the number of lines (more for fewer).",
         ),
     ] = None,
     bootstrap: Annotated[
