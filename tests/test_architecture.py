@@ -119,3 +119,29 @@ def test_the_app_and_the_served_model_load_no_training_code(registry, record, ro
     loaded = json.loads(modules)
     assert "service.api.app" in loaded and "features.model.riskmodel" in loaded
     assert not [m for m in loaded if m.split(".")[0] in TRAINING_ONLY]
+
+
+#: What ``lenrisk --help`` must not wait for: heavy libraries, imported only by the commands that use them.
+HEAVY = (
+    *("mlflow", "pandas", "pyarrow", "scipy", "sklearn", "xgboost", "shap"),
+    *("pyspark", "fastapi", "matplotlib"),
+)
+
+
+def test_the_cli_imports_no_heavy_library_until_a_command_runs():
+    """Importing the CLI (all ``--help`` needs) loads none of :data:`HEAVY` and nothing of training."""
+    roots = {*HEAVY, "training"}
+    script = f"import service.cli, sys; print(sorted({{m.split('.')[0] for m in sys.modules}} & {roots!r}))"
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    help_ = subprocess.run(
+        [Path(sys.executable).parent / "lenrisk", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert help_.returncode == 0 and "Usage: lenrisk" in help_.stdout, help_.stderr

@@ -9,7 +9,6 @@ the rejects (:data:`REJECT_SCHEMA`).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +18,7 @@ import pyarrow as pa
 from features.errors import RowError
 from features.schema import OUTCOME_COLUMNS, OUTCOMES, RECORD_NAMES
 from features.validate import validate_table
+from service.batch.explain import Explain
 from service.predictor import FIELDS, Predictor
 
 if TYPE_CHECKING:
@@ -34,14 +34,6 @@ REJECT_SCHEMA = pa.schema(
     ]
 )
 _VALIDATED = (*RECORD_NAMES, *(c.name for c in OUTCOME_COLUMNS))  # outcomes are checked when present
-
-
-class Explain(StrEnum):
-    """Explanation columns written per outcome."""
-
-    NONE = "none"  # probabilities only (the fast path)
-    TOP3 = "top3"  # the three fields with the largest |log-odds contribution|
-    ALL = "all"  # every field's contribution and the base value
 
 
 def score_schema(explain: Explain) -> pa.Schema:

@@ -1,8 +1,9 @@
 """The ``lenrisk`` command line: one Typer app, one module per command group, over library functions.
 
 Domain errors (:class:`features.errors.LenriskError`) are mapped here, once, to a message on stderr and
-exit code 2; anything else is a bug and keeps its traceback. Only this package imports Typer and rich;
-MLflow, uvicorn and Spark are imported inside the commands that need them.
+exit code 2; anything else is a bug and keeps its traceback. Only this package imports Typer and rich.
+pandas, pyarrow, MLflow, the models, uvicorn and Spark are imported inside the commands that need them, so
+``lenrisk --help`` starts in well under a second.
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ def _fail(message: str) -> NoReturn:
 app = typer.Typer(
     name="lenrisk",
     cls=_Group,
+    # Click's plain help: flags show no value type (typer's rich help types each of them <bool>), and
+    # --help needs no rich.
+    rich_markup_mode=None,
     no_args_is_help=True,
     add_completion=False,
-    help="Risk of early lenalidomide discontinuation for toxicity and of dose reduction.",
+    help="Before a lenalidomide treatment line starts: the risk of stopping it early for toxicity and of "
+    "needing a dose reduction. Generate synthetic data, train and promote the models, score files, and "
+    "serve the API and calculator.",
 )
 app.command("cohort")(cohort)
 app.command("train")(train)

@@ -1,4 +1,5 @@
-"""``lenrisk cohort``: write a synthetic cohort, or reproduce seed 000's published table (``--validate``).
+"""``lenrisk cohort``: write a synthetic cohort, or reproduce the key study's published table (``--validate``;
+the study is seed ``000``).
 
 A thin layer over :func:`~training.cohort.generate.generate_cohort`, the project's atomic
 :func:`~features.tableio.write_table` (CSV or Parquet by extension) and
@@ -16,11 +17,9 @@ from rich.table import Table
 
 from features.errors import FileFormatError
 from features.schema import SETTINGS
-from features.tableio import FORMATS, table_format, write_table
 from service.cli.console import Quiet, console, progress
-from training.cohort.generate import UnknownSettingError, generate_cohort, resolve_settings
 
-if TYPE_CHECKING:  # statsmodels (behind reproduce_published) is imported only by --validate
+if TYPE_CHECKING:  # pandas, pyarrow, scipy and statsmodels are imported by the command that needs them
     from training.cohort.published import Comparison
 
 VALIDATE_N = 200_000
@@ -31,35 +30,71 @@ def cohort(
     n: Annotated[
         int | None,
         typer.Option(
-            "--n", min=1, help=f"Lines to generate; required, except with --validate ({VALIDATE_N})."
+            "--n",
+            min=1,
+            metavar="LINES",
+            help="Number of treatment lines to generate. Required, except with --validate, where the "
+            f"default is {VALIDATE_N:,}.",
         ),
     ] = None,
     seed: Annotated[
-        int, typer.Option("--seed", min=0, help="Random seed: the same seed, the same table.")
+        int,
+        typer.Option(
+            "--seed",
+            min=0,
+            metavar="SEED",
+            help="Random seed: the same seed and options give the same table.",
+        ),
     ] = 0,
     out: Annotated[
-        Path | None, typer.Option("--out", dir_okay=False, help="Output file: .csv or .parquet.")
+        Path | None,
+        typer.Option(
+            "--out", dir_okay=False, metavar="FILE", help="File to write, CSV or Parquet by its extension."
+        ),
     ] = None,
     setting: Annotated[
         list[str] | None,
-        typer.Option("--setting", help=f"Only this setting; repeat for several ({', '.join(SETTINGS)})."),
+        typer.Option(
+            "--setting",
+            metavar="SETTING",
+            help=f"Only lines of this treatment setting: {', '.join(SETTINGS)}. Repeat the option for "
+            "several; without it, all four, mixed.",
+        ),
     ] = None,
     with_truth: Annotated[
-        bool, typer.Option("--with-truth", help="Add the true probability of each outcome (true_p_*).")
+        bool,
+        typer.Option(
+            "--with-truth",
+            help="Also write each line's true probability of each outcome (columns true_p_...), known only "
+            "because the data are simulated.",
+        ),
     ] = False,
     validate: Annotated[
         bool,
-        typer.Option("--validate", help="Reproduce seed 000's published table instead of writing a file."),
+        typer.Option(
+            "--validate",
+            help="Write no file: check that the generator reproduces the published results of the key "
+            "study (78 patients, 107 relapsed/refractory lines) and print the comparison; exit code 1 if a "
+            "check fails.",
+        ),
     ] = False,
     replicates: Annotated[
         int | None,
         typer.Option(
-            "--replicates", min=1, help=f"With --validate: cohorts of 107 lines ({VALIDATE_REPLICATES})."
+            "--replicates",
+            min=1,
+            metavar="COHORTS",
+            help="With --validate: how many simulated cohorts of the study's size (107 lines) to compare "
+            f"with it; the default is {VALIDATE_REPLICATES}.",
         ),
     ] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Generate synthetic Len treatment lines with both outcomes, or check them against seed 000."""
+    """Write a synthetic cohort, or check the generator.
+
+    Without --validate: synthetic lenalidomide treatment lines, with both outcomes, to a file. With
+    --validate: the key study's published results beside the generator's, in a table.
+    """
     if validate:
         if out is not None or setting or with_truth:
             raise typer.BadParameter(
@@ -70,6 +105,9 @@ def cohort(
         return
     if replicates is not None:
         raise typer.BadParameter("only with --validate", param_hint="--replicates")
+    from features.tableio import write_table
+    from training.cohort.generate import UnknownSettingError, generate_cohort, resolve_settings
+
     if n is None:
         raise typer.BadParameter("give the number of lines to generate", param_hint="--n")
     if out is None:
@@ -91,6 +129,8 @@ def cohort(
 
 def _check_output(out: Path) -> None:
     """Refuse an output path that cannot be written before spending time on the cohort."""
+    from features.tableio import FORMATS, table_format
+
     try:
         table_format(out)
     except FileFormatError:
@@ -108,7 +148,7 @@ def _validate(n: int, replicates: int, seed: int, quiet: bool) -> None:
         from training.cohort.published import reproduce_published
 
         rows = reproduce_published(n=n, replicates=replicates, seed=seed, progress=lambda: bar.advance(task))
-    title = f"Seed 000 reproduced: {n:,} relapsed/refractory lines, {replicates} cohorts of 107, seed {seed}"
+    title = f"Key study reproduced: {n:,} relapsed/refractory lines, {replicates} cohorts of 107, seed {seed}"
     console().print(comparison_table(rows, title))
     failed = [r.quantity for r in rows if r.passed is False]
     if failed:

@@ -1,13 +1,16 @@
 """What every ``lenrisk`` command shares: the ``--quiet`` switch, rich output and progress.
 
 Progress display never touches the logic: library functions take a ``progress`` callable (or None), and
-the commands pass one of the callables made here.
+the commands pass one of the callables made here. On a terminal progress is a rich bar; elsewhere (CI logs,
+``nohup``, pipes), where a bar would appear only once finished, it is plain lines (:class:`ProgressLines`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
@@ -23,7 +26,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and the final result.")]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only errors and the final result: no progress, no notes.")
+]
 
 
 def console(quiet: bool = False) -> Console:
@@ -31,9 +36,80 @@ def console(quiet: bool = False) -> Console:
     return Console(quiet=quiet)
 
 
+@dataclass
+class _Line:
+    description: str
+    total: int | None
+    done: int = 0
+    tenths: int = -1  # tenths of the total done when the last line was printed
+    printed: float = 0.0  # time.monotonic() of the last line
+
+
+class ProgressLines:
+    """Progress as plain lines, each time-stamped and flushed: a task's start, every tenth of its total, its
+    end; for a task of unknown total, at most one line per :attr:`EVERY` seconds and one at the end.
+
+    Takes the calls the commands make on a rich :class:`~rich.progress.Progress`, a context manager too.
+    """
+
+    EVERY = 10.0
+
+    def __init__(self, out: Console, unit: str = "") -> None:
+        self._out, self._unit = out, f" {unit}" if unit else ""
+        self._tasks: list[_Line] = []
+
+    def __enter__(self) -> ProgressLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for task, line in enumerate(self._tasks):  # the end of each task of unknown total
+            if line.total is None:
+                self._report(task, force=True)
+
+    def add_task(self, description: str, total: int | None = None) -> int:
+        self._tasks.append(_Line(description, total))
+        self._report(len(self._tasks) - 1)
+        return len(self._tasks) - 1
+
+    def update(self, task: int, *, advance: int = 0, description: str | None = None) -> None:
+        line = self._tasks[task]
+        line.done += advance
+        line.description = description or line.description
+        self._report(task)
+
+    def advance(self, task: int, advance: int = 1) -> None:
+        self.update(task, advance=advance)
+
+    def _report(self, task: int, force: bool = False) -> None:
+        line, now = self._tasks[task], time.monotonic()
+        if line.total:
+            tenths = 10 * line.done // line.total
+            if tenths == line.tenths:
+                return
+            line.tenths = tenths
+            count = f"{line.done:,}/{line.total:,}{self._unit} ({100 * line.done // line.total}%)"
+        else:
+            if line.printed and now - line.printed < self.EVERY and not force:
+                return
+            count = f"{line.done:,}{self._unit}"
+        line.printed = now
+        stamp = time.strftime("%H:%M:%S")
+        self._out.print(f"{stamp} {line.description}: {count}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _to_terminal(quiet: bool) -> bool:
+    """Whether progress goes to a terminal, where a rich bar redraws (or nowhere, when ``quiet``)."""
+    return quiet or console().is_interactive
+
+
 @contextmanager
-def progress(quiet: bool) -> Iterator[Progress]:
-    """A rich progress display (disabled when ``quiet``); add tasks with ``add_task`` and ``advance``."""
+def progress(quiet: bool) -> Iterator[Progress | ProgressLines]:
+    """Progress (nothing when ``quiet``): a rich bar on a terminal, else :class:`ProgressLines`; add tasks
+    with ``add_task`` and move them on with ``advance``."""
+    if not _to_terminal(quiet):
+        with ProgressLines(console()) as lines:
+            yield lines
+        return
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -53,7 +129,13 @@ class _RowsPerSecond(ProgressColumn):
 
 @contextmanager
 def row_progress(quiet: bool, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar with rows and rows/s (disabled when ``quiet``); yields ``advance(rows)``."""
+    """A rich progress bar with rows and rows/s, or :class:`ProgressLines` when the output is not a terminal
+    (nothing when ``quiet``); yields ``advance(rows)``."""
+    if not _to_terminal(quiet):
+        with ProgressLines(console(), unit="rows") as lines:
+            task = lines.add_task("scoring", total=total)
+            yield lambda rows: lines.advance(task, rows)
+        return
     with Progress(
         TextColumn("scoring"),
         BarColumn(),

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from service.batch.score import Explain
+from service.batch.explain import Explain
 from service.cli.console import Quiet, console, row_progress
 
 
@@ -25,32 +25,62 @@ class Engine(StrEnum):
 
 def score(
     input_path: Annotated[
-        Path, typer.Option("--input", help="Records to score: .csv or .parquet with the contract columns.")
+        Path,
+        typer.Option(
+            "--input",
+            metavar="FILE",
+            help="File to score, CSV or Parquet: the record's columns, one row per treatment line.",
+        ),
     ],
     output: Annotated[
         Path,
-        typer.Option("--output", help="Scored rows (.csv or .parquet); <output>.manifest.json beside it."),
+        typer.Option(
+            "--output",
+            metavar="FILE",
+            help="Where to write the scored rows, CSV or Parquet; a manifest (counts, digests, model "
+            "versions) is written last beside it, as <output>.manifest.json.",
+        ),
     ],
     rejects: Annotated[
         Path | None,
         typer.Option(
-            "--rejects", help="Rejected rows, one line per broken rule (default: <output stem>.rejects.csv)."
+            "--rejects",
+            metavar="FILE",
+            help="Where to write the rows that could not be scored, one line per broken rule; without it, "
+            "<output name>.rejects.csv beside the output.",
         ),
     ] = None,
     model_alias: Annotated[
         str | None,
         typer.Option(
             "--model-alias",
-            help="Registry alias of both models (default: LENRISK_MODEL_ALIAS, else champion).",
+            metavar="ALIAS",
+            help="Which registered version of both models to use, by alias (e.g. challenger); without it, "
+            "LENRISK_MODEL_ALIAS, else champion.",
         ),
     ] = None,
     explain: Annotated[
-        Explain, typer.Option("--explain", help="Explanation columns: none, top3 (per outcome) or all.")
+        Explain,
+        typer.Option(
+            "--explain",
+            help="Explanation columns per outcome: none, top3 (the three fields that move the risk most) "
+            "or all (every field's contribution).",
+        ),
     ] = Explain.NONE,
-    engine: Annotated[Engine, typer.Option("--engine", help="local (this process) or spark.")] = Engine.LOCAL,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="Where to score: local (in this process) or spark (Apache Spark; needs Java 17 or 21).",
+        ),
+    ] = Engine.LOCAL,
     quiet: Quiet = False,
 ) -> None:
-    """Score every row of a file: valid rows to the output, the others to the rejects, then a manifest."""
+    """Score every row of a CSV or Parquet file.
+
+    Valid rows go to the output with both risks, the others to the rejects with the reason; the manifest is
+    written last.
+    """
     from service.batch.local import prepare_run, score_file
     from service.model_store import load_predictor
     from service.settings import get_settings

@@ -10,7 +10,6 @@ import typer
 from service.cli.console import Quiet, console
 from service.errors import UnsafeBindError
 from service.security import new_key
-from service.settings import get_settings
 
 
 def _is_loopback(host: str) -> bool:
@@ -23,13 +22,24 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    host: Annotated[
+        str,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Address to listen on; any other than this computer's own (loopback) needs API keys.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Number of server processes.")] = 1,
     quiet: Quiet = False,
 ) -> None:
-    """Serve the registered models over HTTP (uvicorn; models load in the background, see /readyz)."""
+    """Serve the API and the calculator page over HTTP.
+
+    The champion models load in the background: /readyz answers 200 once they have.
+    """
     import uvicorn
+
+    from service.settings import get_settings
 
     settings = get_settings()
     if not settings.auth_enabled and not _is_loopback(host):
@@ -52,8 +62,11 @@ def serve(
     )
 
 
-def apikey(name: Annotated[str, typer.Argument(help="Client name, e.g. clinic-a.")]) -> None:
-    """Make a new API key: give the key to the client, put only its digest in LENRISK_API_KEYS."""
+def apikey(name: Annotated[str, typer.Argument(metavar="NAME", help="Client name, e.g. clinic-a.")]) -> None:
+    """Make a new API key for a client.
+
+    Give the key to the client; put only its digest in LENRISK_API_KEYS, as printed.
+    """
     key, digest = new_key()
     typer.echo(f"key (give to {name}, shown once): {key}")
     typer.echo(f'LENRISK_API_KEYS=\'{{"{name}": "{digest}"}}\'')

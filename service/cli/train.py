@@ -12,6 +12,9 @@ import io
 import logging
 import math
 import os
+import shlex
+import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, redirect_stderr
 from pathlib import Path
@@ -25,50 +28,82 @@ from rich.table import Table
 from service.cli.console import Quiet, console, progress
 
 DEFAULT_SEED = 2026
+MLFLOW_UI_PORT = 5000  # mlflow ui's own default, away from the API's 8000
 
 
 def train(
     data: Annotated[
         Path | None,
         typer.Option(
-            "--data", help="Training table (.csv or .parquet) in the contract schema, with outcomes."
+            "--data",
+            metavar="FILE",
+            help="Training table, CSV or Parquet: the record's columns and both outcomes "
+            "(discontinued_toxicity, dose_reduced: 0 or 1), one row per treatment line.",
         ),
     ] = None,
     synthetic: Annotated[
-        int | None, typer.Option("--synthetic", min=1, help="Train on a synthetic cohort of N lines instead.")
+        int | None,
+        typer.Option(
+            "--synthetic",
+            min=1,
+            metavar="LINES",
+            help="Train instead on this many synthetic lines (as `lenrisk cohort` writes them).",
+        ),
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="Seed of the folds, the bootstrap, the models and the synthetic cohort.")
+        int,
+        typer.Option(
+            metavar="SEED",
+            help="Random seed of the synthetic cohort, the cross-validation folds, the bootstrap and the "
+            "models: the same seed, the same models.",
+        ),
     ] = DEFAULT_SEED,
     setting: Annotated[
         list[str] | None,
-        typer.Option("--setting", help="With --synthetic: draw only this setting (repeatable; default all)."),
+        typer.Option(
+            "--setting",
+            metavar="SETTING",
+            help="With --synthetic: only lines of this treatment setting (see `lenrisk cohort --help`). "
+            "Repeat the option for several; without it, all four.",
+        ),
     ] = None,
     repeats: Annotated[
-        int | None, typer.Option("--repeats", min=1, help="Cross-validation repeats (default: by data size).")
+        int | None,
+        typer.Option(
+            "--repeats",
+            min=1,
+            metavar="N",
+            help="How many times the cross-validation that picks each model is repeated; without it, "
+            "chosen by the number of lines (more for fewer).",
+        ),
     ] = None,
     bootstrap: Annotated[
         int | None,
         typer.Option(
             "--bootstrap",
             min=200,
-            help="Bootstrap resamples of the internal validation (at least 200, the default: Harrell).",
+            metavar="N",
+            help="How many bootstrap resamples estimate how the models will do on new patients (their "
+            "internal validation); at least 200, and 200 without it.",
         ),
     ] = None,
     allow_small_sample: Annotated[
         bool,
         typer.Option(
             "--allow-small-sample",
-            help="Train even when the data are below the parsimonious model's minimum sample size; the "
-            "model is flagged and never becomes champion by itself.",
+            help="Train even when there are fewer lines than the simplest model needs; the models are "
+            "flagged as small-sample and become champion only through `lenrisk promote --force`.",
         ),
     ] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Check the sample size, develop, validate and register both models (discontinuation and dose reduction).
+    """Train both models and register them in MLflow.
 
-    Models that do not beat the average risk, or whose ranking is inverted, are logged but not registered;
-    the command then exits with code 2.
+    One model per outcome (discontinuation for toxicity, dose reduction). The command checks that there are
+    enough lines, picks each model by cross-validation, estimates its performance on new patients by
+    bootstrap, and registers it as the challenger (a model's first version also becomes the champion, the
+    version the service uses). A model that predicts no better than the average risk, or ranks patients the
+    wrong way round, is logged but not registered, and the command exits with code 2.
     """
     if (data is None) == (synthetic is None):
         raise typer.BadParameter("give exactly one of --data FILE or --synthetic N")
@@ -134,7 +169,8 @@ def train(
     title = f"Optimism-corrected ({result.n_boot} bootstrap resamples)"
     table = _table(title, [r.name for r in logged], rows)
     console().print(table)
-    out.print(f"Browse the runs and models: {_browse_hint(settings.tracking_uri)}")
+    hint = textwrap.indent(_browse_hint(settings.tracking_uri), "  ")
+    out.print(f"Browse the runs and models:\n{hint}", markup=False, highlight=False, soft_wrap=True)
     refused = [r for r in logged if r.version is None]
     if refused:
         raise NotRegisteredError(
@@ -144,18 +180,28 @@ def train(
 
 def promote(
     model: Annotated[
-        list[str] | None, typer.Option("--model", help="Registered model name (repeatable; default both).")
+        list[str] | None,
+        typer.Option(
+            "--model",
+            metavar="NAME",
+            help="Only this registered model: lenalidomide-discontinuation or lenalidomide-dose-reduction. "
+            "Without it, both.",
+        ),
     ] = None,
     force: Annotated[
         bool,
         typer.Option(
             "--force",
-            help="Promote even if the challenger is worse, small-sample, or was compared with another "
-            "champion.",
+            help="Promote even if the challenger does worse, was trained on too small a sample, or was "
+            "compared at registration with another champion than today's.",
         ),
     ] = False,
 ) -> None:
-    """Move the champion alias to the challenger when it does no worse on the same (its development) data."""
+    """Make the challenger the champion if it does no worse.
+
+    The champion is the version the service uses; the challenger is the newest registered version. Both are
+    scored on the patients the challenger was developed on (the challenger's score corrected for optimism).
+    """
     from features.model.registry import RegistrySettings
     from training.registry import promote as decide
 
@@ -221,11 +267,18 @@ def _table(title: str, models: list[str], rows: dict[str, list[str]]) -> Table:
 
 
 def _browse_hint(uri: str) -> str:
-    """``mlflow ui`` for a database store (password masked), the address of a tracking server."""
+    """How to browse the runs and models, to paste as printed: this environment's ``mlflow ui`` on a database
+    store (password masked) with the address to open, or the address of a tracking server."""
     parsed = urlparse(uri)
     if parsed.password:
         uri = parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl()
-    return uri if parsed.scheme in ("http", "https") else f"mlflow ui --backend-store-uri {uri}"
+    if parsed.scheme in ("http", "https"):
+        return f"open {uri}"
+    mlflow = Path(sys.executable).with_name("mlflow")
+    if mlflow.is_relative_to(Path.cwd()):  # e.g. .venv/bin/mlflow from the project root
+        mlflow = mlflow.relative_to(Path.cwd())
+    command = shlex.join([str(mlflow), "ui", "--backend-store-uri", uri, "--port", str(MLFLOW_UI_PORT)])
+    return f"{command}\nthen open http://127.0.0.1:{MLFLOW_UI_PORT}"
 
 
 def _loss(value: float, digits: int = 4) -> str:

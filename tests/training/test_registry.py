@@ -429,6 +429,7 @@ def test_cli_trains_registers_and_promotes(cli_store):
     assert DISC in text and DR in text and "challenger, champion" in text
     assert "Optimism-corrected (200 bootstrap resamples)" in text and "null log loss" in text
     assert "Training on" not in text and "Sample size" not in text  # --quiet: only the final table
+    assert "cross-validated selection" not in text  # nor progress, on a terminal or not
     assert (cli_store / "mlflow.db").exists() and (cli_store / "artifacts").is_dir()
 
     result = CliRunner().invoke(app, ["promote"])
