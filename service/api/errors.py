@@ -3,9 +3,10 @@
 The JSON API and CDS Hooks raise named domain errors and never build error responses themselves (the
 calculator's static files answer FastAPI's own 404). Bodies are ``{"detail": ...}`` and never quote a
 submitted value: contract violations list the field path and the rule; FastAPI's own validation errors are
-rewritten the same way (its default handler echoes the input). Anything unexpected is logged with the request
-id only and answered with a generic 500. An error type missing from :data:`STATUS` takes the entry of its
-nearest listed base class.
+rewritten the same way (its default handler echoes the input), with an unknown field named
+``<unknown field>``: its name is the caller's text, perhaps patient data (no request model keys anything
+else by caller text). Anything unexpected is logged with the request id only and answered with a generic
+500. An error type missing from :data:`STATUS` takes the entry of its nearest listed base class.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from service.errors import (
 
 log = logging.getLogger("lenrisk.service")
 RETRY_AFTER = "5"  # seconds, on every 503
+UNKNOWN_FIELD = "<unknown field>"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,13 @@ def answer(err: LenriskError) -> JSONResponse:
     )
 
 
+def _loc(error: Mapping[str, Any]) -> list[str | int]:
+    loc = [p if isinstance(p, int) else str(p) for p in error["loc"]]
+    if error["type"] == "extra_forbidden":
+        loc[-1] = UNKNOWN_FIELD
+    return loc
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers: domain errors, request validation errors, anything else."""
 
@@ -87,14 +96,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
-        items = [
-            {
-                "loc": [str(p) if not isinstance(p, int) else p for p in e["loc"]],
-                "type": e["type"],
-                "msg": e["msg"],
-            }
-            for e in err.errors()
-        ]
+        items = [{"loc": _loc(e), "type": e["type"], "msg": e["msg"]} for e in err.errors()]
         return JSONResponse(status_code=422, content={"detail": items})
 
     @app.exception_handler(Exception)

@@ -1,4 +1,6 @@
-"""The serving edge (issue 13): only routed endpoints are audited, by route template."""
+"""The serving edge (issue 13): only routed endpoints are audited, by route template; unknown field names are
+not echoed.
+"""
 
 from __future__ import annotations
 
@@ -72,3 +74,23 @@ def test_a_long_unrouted_path_is_404_on_postgresql(postgres_database, start_api,
     assert client.post("/v1/predict", json=record, headers=A).status_code == 200
     rows = _rows(url)
     assert [r["route"] for r in rows] == ["/v1/predict"] and CANARY not in repr(rows)
+
+
+# ----------------------------------------------------------------------------- 5. unknown field names
+
+
+def test_unknown_field_names_are_not_echoed(keyed, record):
+    key = CANARY + "y" * 100_000
+    for path, body in (
+        ("/v1/predict", {**record, key: 1}),
+        ("/v1/predict/batch", {"records": [{**record, key: 1}]}),
+        ("/v1/predict/batch", {"records": [record], key: 1}),
+    ):
+        response = keyed.post(path, json=body, headers=A)
+        assert response.status_code == 422, path
+        assert CANARY not in response.text, path
+        (item,) = response.json()["detail"]
+        assert item["type"] == "extra_forbidden" and item["loc"][-1] == "<unknown field>", path
+    # Contract fields are still named.
+    response = keyed.post("/v1/predict", json={**record, "sex": "Male"}, headers=A)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "sex"]
