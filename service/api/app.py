@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from service.api import errors, routes
+from service.api.gate import AuthGate
 from service.api.guard import RequestGuard
 from service.api.lifecycle import Loader, initial_load, poll_alias
-from service.api.limits import BodyLimitMiddleware
+from service.api.limits import BodyLimitMiddleware, RateLimits
 from service.api.metrics import Metrics
 from service.audit import AuditLog
 from service.cds import routes as cds_routes
@@ -71,6 +72,7 @@ def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load
     served = [r for r in app.routes if hasattr(r, "path")] + [r for rt in routers for r in rt.routes]
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    # outermost: requests refused before routing (413) are audited too
+    app.add_middleware(AuthGate, limits=RateLimits(settings))  # 401 and 429 before the body is read
+    # outermost: requests refused before routing (401, 429, 413) are audited too
     app.add_middleware(RequestGuard, routes=served)
     return app

@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from features.errors import ContractError, LenriskError
+from service.api.limits import RateLimitedError
 from service.cds.fhir import FhirInputError
 from service.cds.hooks import PrefetchUnavailableError, UnknownServiceError, WrongHookError
 from service.errors import (
@@ -42,7 +43,7 @@ class Answer:
     """How one error type is answered."""
 
     status: int
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] | Callable[[Exception], Mapping[str, str]] = field(default_factory=dict)
     detail: Callable[[Exception], Any] = str
 
 
@@ -55,6 +56,11 @@ def _reload_failed(err: Exception) -> str:
     return f"model reload failed; the previous versions keep serving: {err}"
 
 
+def _retry_after(err: Exception) -> Mapping[str, str]:
+    assert isinstance(err, RateLimitedError)
+    return {"Retry-After": str(err.retry_after)}
+
+
 _RETRY = {"Retry-After": RETRY_AFTER}
 
 STATUS: dict[type[Exception], Answer] = {
@@ -65,6 +71,7 @@ STATUS: dict[type[Exception], Answer] = {
     FhirInputError: Answer(400),
     WrongHookError: Answer(400),
     PrefetchUnavailableError: Answer(412),
+    RateLimitedError: Answer(429, _retry_after),
     ModelLoadError: Answer(502, detail=_reload_failed),
     NotReadyError: Answer(503, _RETRY),
     AuditUnavailableError: Answer(503, _RETRY),  # e.g. the CDS JWT-id store, checked before any answer
@@ -75,9 +82,8 @@ STATUS: dict[type[Exception], Answer] = {
 def answer(err: LenriskError) -> JSONResponse:
     """The response to a domain error, by the :data:`STATUS` entry of its type or nearest base."""
     entry = next(STATUS[t] for t in type(err).__mro__ if t in STATUS)
-    return JSONResponse(
-        status_code=entry.status, content={"detail": entry.detail(err)}, headers=entry.headers
-    )
+    headers = entry.headers(err) if callable(entry.headers) else entry.headers
+    return JSONResponse(status_code=entry.status, content={"detail": entry.detail(err)}, headers=headers)
 
 
 def _loc(error: Mapping[str, Any]) -> list[str | int]:

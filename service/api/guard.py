@@ -1,12 +1,12 @@
 """ASGI middleware giving every request an id, its metrics, and (for prediction routes) one audit row.
 
 A pure ASGI middleware (Starlette's ``BaseHTTPMiddleware`` costs more than a prediction). It finds the route
-that will answer first, as the router will, so that answers given before routing (401, 429, 413) are
-accounted to it too; the route is left in the request state (``route``) for the middleware inside. Only
-routed requests are audited and counted by route, and only by the route's template
-(``/cds-services/{service_id}``): a raw path is the caller's text, of any length. For audited routes the
-response start is held until the body is complete and the audit row is written; if the row cannot be
-stored, a 503 is sent instead: no prediction leaves without its audit record (fail closed).
+first, as the router will, so that answers given before routing (401, 429, 413) are accounted to it too;
+the route that will run is left in the request state (``route``; None when the router answers 404 or 405
+itself) for the middleware inside. Only routed requests are audited and counted by route, and by the
+route's template only (``/cds-services/{service_id}``): a raw path is the caller's text, of any length. For
+audited routes the response start is held until the body is complete and the audit row is written; if the
+row cannot be stored, a 503 is sent instead: no prediction leaves without its audit record (fail closed).
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ class RequestGuard:
             return
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        route = _route(self.routes, scope)
+        match, route = _route(self.routes, scope)
         template = route.path if route is not None else "unmatched"
         state = scope.setdefault("state", {})
-        state.update(request_id=request_id, client=None, audit=None, route=route)
+        state.update(request_id=request_id, client=None, audit=None, route=route if match else None)
         audited = template in AUDITED_ROUTES
         app_state = scope["app"].state
         held: dict[str, Any] = {}
@@ -75,16 +75,17 @@ class RequestGuard:
         app_state.metrics.observe(template, status, time.perf_counter() - started)
 
 
-def _route(routes: Sequence[BaseRoute], scope: dict[str, Any]) -> Any:
-    """The route the router will pick: the first full match, else the first path match (405), else None."""
+def _route(routes: Sequence[BaseRoute], scope: dict[str, Any]) -> tuple[bool, Any]:
+    """(full match, route) as the router picks: the first full match, else the first match of the path alone
+    (answered 405 by the router), else no route."""
     partial = None
     for route in routes:
         match, _ = route.matches(scope)
         if match is Match.FULL:
-            return route
+            return True, route
         if match is Match.PARTIAL and partial is None:
             partial = route
-    return partial
+    return False, partial
 
 
 def _audit(app_state: Any, route: str, state: dict[str, Any], status: int) -> None:

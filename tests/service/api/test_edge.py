@@ -1,8 +1,10 @@
 """The serving edge (issue 13): only routed endpoints are audited, by route template; unknown field names are
-not echoed.
+not echoed; authentication comes before the body is read; rate limits per client and per address.
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -41,7 +43,7 @@ def audit_url(tmp_path) -> str:
 
 @pytest.fixture
 def keyed(start_api, registry, audit_url):
-    """A ready app with two client keys."""
+    """A ready app with two client keys and rate limits off (the test default)."""
     return start_api(_settings(registry, audit_url))
 
 
@@ -94,3 +96,139 @@ def test_unknown_field_names_are_not_echoed(keyed, record):
     # Contract fields are still named.
     response = keyed.post("/v1/predict", json={**record, "sex": "Male"}, headers=A)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "sex"]
+
+
+# ------------------------------------------------------------------- 7. authentication before the body
+
+
+BROKEN = b'{"age": 74, "sex": "male", "regimen": '
+
+
+def test_unauthenticated_requests_get_401_before_the_body_is_parsed(keyed):
+    for path in ("/v1/predict", "/v1/predict/batch"):
+        for headers in ({}, WRONG, {"Authorization": "Basic x"}):
+            response = keyed.post(path, content=BROKEN, headers={**JSON, **headers})
+            assert response.status_code == 401, (path, headers)
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+            assert "json" not in response.text.lower() and "loc" not in response.text
+    assert keyed.post("/v1/predict", content=BROKEN, headers={**JSON, **A}).status_code == 422
+
+
+def test_the_body_of_an_unauthenticated_request_is_never_read(keyed):
+    """At the ASGI level: the 401 is sent without one ``receive`` call."""
+    received, sent = [], []
+
+    async def receive():
+        received.append(1)
+        return {"type": "http.request", "body": BROKEN, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/predict",
+        "raw_path": b"/v1/predict",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json")],
+        "client": ("203.0.113.9", 5000),
+        "server": ("testserver", 80),
+    }
+    keyed.portal.call(keyed.app, scope, receive, send)
+
+    assert sent[0]["status"] == 401 and received == []
+
+
+# ------------------------------------------------------------------------------------- 8. rate limits
+
+
+def _limited(start_api, registry, audit_url, **limits):
+    return start_api(_settings(registry, audit_url, rate_limit_enabled=True, **limits))
+
+
+def _metric(client, scope: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f'lenrisk_rate_limited_total{{scope="{scope}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_failed_authentication_is_limited_per_address(start_api, registry, audit_url, record):
+    client = _limited(start_api, registry, audit_url, rate_limit_failed_auth="3/minute")
+
+    statuses = [client.post("/v1/predict", json=record, headers=WRONG).status_code for _ in range(4)]
+
+    assert statuses == [401, 401, 401, 429]
+    limited = client.get("/v1/models", headers=WRONG)
+    assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert "too many" in limited.json()["detail"]
+    assert _metric(client, "failed_auth") == 2
+    # A valid key from the same address (a clinic behind the same NAT) is not starved.
+    assert client.post("/v1/predict", json=record, headers=A).status_code == 200
+
+
+def test_each_client_is_limited_by_its_own_budget(start_api, registry, audit_url):
+    client = _limited(start_api, registry, audit_url, rate_limit_per_client="5/minute")
+
+    statuses = [client.get("/v1/models", headers=A).status_code for _ in range(6)]
+
+    assert statuses == [200] * 5 + [429]
+    assert int(client.get("/v1/models", headers=A).headers["Retry-After"]) >= 1
+    assert [client.get("/v1/models", headers=B).status_code for _ in range(5)] == [200] * 5
+    assert _metric(client, "client") == 2 and _metric(client, "failed_auth") == 0
+
+
+def test_rate_limits_can_be_turned_off(start_api, registry, audit_url):
+    client = start_api(
+        _settings(
+            registry,
+            audit_url,
+            rate_limit_enabled=False,
+            rate_limit_per_client="1/minute",
+            rate_limit_failed_auth="1/minute",
+        )
+    )
+    assert {client.get("/v1/models", headers=WRONG).status_code for _ in range(5)} == {401}
+    assert {client.get("/v1/models", headers=A).status_code for _ in range(5)} == {200}
+    assert _metric(client, "client") == _metric(client, "failed_auth") == 0
+
+
+def test_rate_limit_settings_are_validated(registry):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="rate limit"):
+        _settings(registry, "sqlite://", rate_limit_per_client="lots")
+    assert json.loads(_settings(registry, "sqlite://").model_dump_json())["rate_limit_per_client"]
+
+
+def test_a_down_rate_limit_store_lets_requests_through(start_api, registry, audit_url, monkeypatch, caplog):
+    from limits.errors import StorageError
+    from limits.strategies import MovingWindowRateLimiter
+
+    client = _limited(start_api, registry, audit_url, rate_limit_failed_auth="1/minute")
+
+    def down(*_, **__):
+        raise StorageError(ConnectionError("redis down"))
+
+    monkeypatch.setattr(MovingWindowRateLimiter, "hit", down)
+    assert [client.get("/v1/models", headers=WRONG).status_code for _ in range(3)] == [401] * 3
+    assert client.get("/v1/models", headers=A).status_code == 200
+    assert "rate-limit store unavailable" in caplog.text
+
+
+def test_a_route_declaring_a_client_refuses_a_request_the_gate_did_not_authenticate():
+    from starlette.requests import Request
+
+    from service.api.deps import authenticated, cds_client
+    from service.errors import UnauthorizedError
+
+    request = Request({"type": "http", "state": {"client": None}})
+    with pytest.raises(UnauthorizedError):
+        authenticated(request, None)
+    with pytest.raises(UnauthorizedError):
+        cds_client(request)
