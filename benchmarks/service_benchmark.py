@@ -139,6 +139,7 @@ def main() -> None:
             "LENRISK_AUDIT_URL": f"sqlite:///{tmp}/audit.db",
             "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            "LENRISK_RATE_LIMIT_ENABLED": "false",  # the load would trip the per-client limit
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",  # mlflow models serve needs the venv's bin
         }
         print(f"training and registering on {args.n} synthetic lines ...", file=sys.stderr)

@@ -15,6 +15,7 @@ import secrets
 from functools import cached_property
 from typing import Annotated
 
+from limits import parse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
@@ -46,6 +47,14 @@ class ServiceSettings(RegistrySettings):
     max_batch_records: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
+    # Rate limits (``limits`` notation, e.g. "600/minute"): per authenticated client, and on failed
+    # authentication per address. The storage is per process unless shared, e.g. redis://host:6379 (the
+    # `redis` package) for several workers.
+    rate_limit_enabled: bool = True
+    rate_limit_per_client: str = "600/minute"
+    rate_limit_failed_auth: str = "30/minute"
+    rate_limit_storage_uri: str = "memory://"
+
     api_keys: dict[str, str] = Field(default_factory=dict, description="client name -> SHA-256 of its key")
     admin_keys: dict[str, str] = Field(default_factory=dict, description="admin name -> SHA-256 of its key")
 
@@ -58,6 +67,16 @@ class ServiceSettings(RegistrySettings):
     @classmethod
     def _audit_postgres_driver(cls, url: str) -> str:
         return psycopg2_url(url)
+
+    @field_validator("rate_limit_per_client", "rate_limit_failed_auth")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            if parse(value).amount >= 1:
+                return value
+        except ValueError:
+            pass
+        raise ValueError(f"rate limit {value!r}: write it as e.g. 600/minute or 10/second")
 
     @field_validator("api_keys", "admin_keys")
     @classmethod

@@ -33,6 +33,14 @@ def _tracking_uri_variable_restored():
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _rate_limits_off():
+    """Rate limits off for the session (tests fire requests fast); the tests of the limits turn them on."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LENRISK_RATE_LIMIT_ENABLED", "false")
+        yield
+
+
 @pytest.fixture
 def record() -> dict:
     """The example record (``features.record.EXAMPLE_RECORD``): a 74-year-old man starting RVd at relapse,

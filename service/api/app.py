@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from service.api import errors, routes
+from service.api.gate import AuthGate
 from service.api.guard import RequestGuard
 from service.api.lifecycle import Loader, initial_load, poll_alias
-from service.api.limits import BodyLimitMiddleware
+from service.api.limits import BodyLimitMiddleware, RateLimits
 from service.api.metrics import Metrics
 from service.audit import AuditLog
 from service.cds import routes as cds_routes
@@ -63,10 +64,15 @@ def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load
         "reduction, before a lenalidomide line starts.",
         lifespan=lifespan,
     )
-    app.include_router(routes.build_router(settings))
-    app.include_router(cds_routes.build_router(cds))
-    app.include_router(ui_routes.build_router(settings))
+    routers = [routes.build_router(settings), cds_routes.build_router(cds), ui_routes.build_router(settings)]
+    for router in routers:
+        app.include_router(router)
+    # Every route with a template: FastAPI's own and the routers' (an included router has no path: FastAPI
+    # matches its routes lazily).
+    served = [r for r in app.routes if hasattr(r, "path")] + [r for rt in routers for r in rt.routes]
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestGuard)  # outermost: oversized (413) prediction requests are audited too
+    app.add_middleware(AuthGate, limits=RateLimits(settings))  # 401 and 429 before the body is read
+    # outermost: requests refused before routing (401, 429, 413) are audited too
+    app.add_middleware(RequestGuard, routes=served)
     return app

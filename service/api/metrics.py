@@ -34,6 +34,12 @@ class Metrics:
         self.reload_failures = Counter(
             "lenrisk_model_reload_failures", "Model loads or reloads that failed", registry=self.registry
         )
+        self.rate_limited = Counter(
+            "lenrisk_rate_limited",
+            "Requests refused with 429, by limit (client: a client's budget; failed_auth: an address's)",
+            ["scope"],
+            registry=self.registry,
+        )
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""

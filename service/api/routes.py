@@ -30,6 +30,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "missing or invalid API key"},
     413: {"model": ErrorResponse, "description": "request body over the configured limit"},
     422: {"model": ErrorResponse, "description": "contract violation: field path and rule"},
+    429: {"model": ErrorResponse, "description": "over the client's rate limit, or too many failed keys"},
     503: {"model": ErrorResponse, "description": "models not loaded yet, or audit store down"},
 }
 

@@ -1,6 +1,7 @@
 """CDS Hooks 2.0 routes: discovery, the two lenalidomide-tolerance services and their feedback.
 
-Every call, discovery included, carries the EHR-signed JWT (:mod:`service.cds.security`, 401 otherwise).
+Every call, discovery included, carries the EHR-signed JWT (:mod:`service.cds.security`, 401 otherwise,
+before the body is read; 429 over a rate limit: :mod:`service.api.gate`).
 FHIR input that breaks FHIR R4 or what the mapping needs answers 400 naming the resource; required data
 that cannot be had answers 412 (the statuses are those of :mod:`service.api.errors`, like every other
 route's). Service calls are audited like ``/v1/predict`` (client, model versions, HMAC of the contract
@@ -22,6 +23,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or invalid EHR-signed JWT"},
     404: {"description": "no such CDS service"},
     412: {"description": "required FHIR data neither prefetched nor obtainable from the FHIR server"},
+    429: {"description": "over the client's rate limit, or too many failed JWTs from this address"},
     503: {"description": "models not loaded yet, or audit store down"},
 }
 

@@ -407,6 +407,36 @@ def test_jwt_matrix_is_refused_with_401(cds, ec_key, other_keys):
         assert client.request("GET" if path == "/cds-services" else "POST", path, json={}).status_code == 401
 
 
+def test_unauthenticated_calls_get_401_before_the_body_is_parsed(cds, ec_key, other_keys):
+    client, _ = cds()
+    broken = b'{"hook": "order-sign", "context": {"patientId": '
+    for path in (SIGN, SELECT, f"{SIGN}/feedback"):
+        for name, token in _tokens(ec_key, other_keys).items():
+            headers = {"content-type": "application/json"}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            response = client.post(path, content=broken, headers=headers)
+            assert response.status_code == 401, (path, name, response.text)
+            assert "json" not in response.text.lower() and "loc" not in response.text, (path, name)
+
+
+def test_cds_calls_are_rate_limited_per_client_and_failed_ones_per_address(cds, ec_key):
+    client, _ = cds(
+        rate_limit_enabled=True, rate_limit_per_client="2/minute", rate_limit_failed_auth="2/minute"
+    )
+
+    def discover(token):
+        return client.get("/cds-services", headers={"Authorization": f"Bearer {token}"})
+
+    assert [discover("not-a-jwt").status_code for _ in range(3)] == [401, 401, 429]
+    fresh = [discover(mint(ec_key, BASE + "/cds-services")) for _ in range(3)]  # the EHR is not starved
+    assert [r.status_code for r in fresh] == [200, 200, 429]
+    assert int(fresh[-1].headers["Retry-After"]) >= 1
+    metrics = client.get("/metrics").text
+    assert 'lenrisk_rate_limited_total{scope="failed_auth"} 1.0' in metrics
+    assert 'lenrisk_rate_limited_total{scope="client"} 1.0' in metrics
+
+
 def test_replayed_jti_is_refused(cds, ec_key):
     _, post = cds()
     body = hook_request("order-sign", rvd_orders(), full_prefetch())
@@ -437,7 +467,7 @@ def test_a_cds_call_is_audited_like_predict(cds):
     client, post = cds()
     assert post(SIGN, hook_request("order-sign", rvd_orders(), full_prefetch())).status_code == 200
     row = client.app.state.audit.rows()[-1]
-    assert row["route"] == SIGN and row["status"] == 200 and row["client"] == "ehr-a"
+    assert row["route"] == "/cds-services/{service_id}" and row["status"] == 200 and row["client"] == "ehr-a"
     assert set(row["model_versions"]) == {"discontinuation", "dose_reduction"}
     assert len(row["input_hmac"]) == 64
     assert set(row["outputs"][0]["discontinuation"]) == {"probability", "risk_band"}
