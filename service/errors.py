@@ -27,3 +27,7 @@ class ModelLoadError(LenriskError):
 
 class UnsafeBindError(LenriskError):
     """Listening beyond loopback without API keys."""
+
+
+class InvalidSettingsError(LenriskError):
+    """Settings from the environment that cannot be read or break a rule (one line, no values)."""

@@ -4,13 +4,15 @@
 models in the background (``/healthz`` answers at once, ``/readyz`` is 503 until both models are loaded),
 and optionally polls the alias. Each request captures the predictor reference once, so a reload (resolve,
 load, verify, warm, then swap one reference) never mixes versions within a request. Errors are answered by
-the one table in :mod:`service.api.errors`; oversized bodies get 413 (:mod:`service.api.limits`).
+the one table in :mod:`service.api.errors`; oversized bodies get 413 (:mod:`service.api.limits`). Without
+API keys only loopback connections are answered (:mod:`service.api.loopback`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -19,20 +21,31 @@ from service.api import errors, routes
 from service.api.guard import RequestGuard
 from service.api.lifecycle import Loader, initial_load, poll_alias
 from service.api.limits import BodyLimitMiddleware
+from service.api.loopback import REFUSAL, LoopbackOnly
 from service.api.metrics import Metrics
 from service.audit import AuditLog
 from service.cds import routes as cds_routes
 from service.cds.security import JwtVerifier
 from service.cds.settings import CdsSettings
+from service.errors import InvalidSettingsError
 from service.model_store import load_predictor
 from service.security import Authenticator
 from service.settings import ServiceSettings, get_settings
 from service.ui import routes as ui_routes
 
+log = logging.getLogger("lenrisk.service")
+
 
 def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load_predictor) -> FastAPI:
-    """A new lenrisk app; ``settings`` (and the CDS Hooks settings) default to the environment, read now."""
-    settings = settings or get_settings()
+    """A new lenrisk app; ``settings`` (and the CDS Hooks settings) default to the environment, read now.
+
+    Settings that cannot be read end the process with one line (SystemExit): servers calling the factory
+    would print a traceback.
+    """
+    try:
+        settings = settings or get_settings()
+    except InvalidSettingsError as err:
+        raise SystemExit(f"lenrisk: {err}") from None
     cds = CdsSettings()
 
     @contextlib.asynccontextmanager
@@ -45,6 +58,8 @@ def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load
         state.auth = Authenticator(settings.api_keys, settings.admin_keys)
         state.cds_verifier = JwtVerifier(cds)
         state.audit = AuditLog(settings.audit_url)
+        if not settings.auth_enabled:
+            log.warning(REFUSAL)
         tasks = [asyncio.create_task(initial_load(app))]
         if settings.alias_poll_seconds > 0:
             tasks.append(asyncio.create_task(poll_alias(app, settings.alias_poll_seconds)))
@@ -69,4 +84,6 @@ def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestGuard)  # outermost: oversized (413) prediction requests are audited too
+    if not settings.auth_enabled:
+        app.add_middleware(LoopbackOnly)  # before even the guard: nothing runs for a refused connection
     return app

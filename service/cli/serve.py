@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated
 
 import typer
@@ -11,15 +10,6 @@ from service.cli.console import Quiet, console
 from service.errors import UnsafeBindError
 from service.security import new_key
 from service.settings import get_settings
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(
@@ -31,8 +21,10 @@ def serve(
     """Serve the registered models over HTTP (uvicorn; models load in the background, see /readyz)."""
     import uvicorn
 
+    from service.api.loopback import is_loopback
+
     settings = get_settings()
-    if not settings.auth_enabled and not _is_loopback(host):
+    if not settings.auth_enabled and not is_loopback(host):
         raise UnsafeBindError(
             f"refusing to listen on {host} without API keys; set LENRISK_API_KEYS (see `lenrisk apikey`) "
             "or listen on 127.0.0.1"
