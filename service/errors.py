@@ -22,7 +22,24 @@ class AuditUnavailableError(LenriskError):
 
 
 class ModelLoadError(LenriskError):
-    """A model version could not be resolved, downloaded, verified or warmed."""
+    """A model version could not be resolved, downloaded, verified or warmed.
+
+    ``state`` is what ``/readyz`` tells unauthenticated callers; the message is for logs and admins.
+    """
+
+    state = "load_failed"
+
+
+class RegistryUnavailableError(ModelLoadError):
+    """The model registry could not be reached or queried."""
+
+    state = "registry_unavailable"
+
+
+class RegistryNotFoundError(ModelLoadError):
+    """The configured registry does not exist; serving never creates one."""
+
+    state = "registry_not_found"
 
 
 class UnsafeBindError(LenriskError):

@@ -52,7 +52,7 @@ def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = app.state
         state.settings, state.loader = settings, loader
-        state.predictor, state.load_error = None, None
+        state.predictor, state.load_error, state.alias_lookup = None, None, None
         state.reload_lock = asyncio.Lock()
         state.metrics = Metrics()
         state.auth = Authenticator(settings.api_keys, settings.admin_keys)

@@ -8,7 +8,8 @@ from service.predictor import Predictor
 
 
 class Metrics:
-    """Request counts and latencies by route and status, loaded model versions, reload failures."""
+    """Request counts and latencies by route and status, loaded model versions, reload failures and whether
+    the last load failed."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -33,6 +34,11 @@ class Metrics:
         )
         self.reload_failures = Counter(
             "lenrisk_model_reload_failures", "Model loads or reloads that failed", registry=self.registry
+        )
+        self.reload_failing = Gauge(
+            "lenrisk_model_reload_failing",
+            "1 while the last model load or reload failed (the versions loaded before, if any, keep serving)",
+            registry=self.registry,
         )
 
     def observe(self, route: str, status: int, seconds: float) -> None:
