@@ -22,8 +22,29 @@ class AuditUnavailableError(LenriskError):
 
 
 class ModelLoadError(LenriskError):
-    """A model version could not be resolved, downloaded, verified or warmed."""
+    """A model version could not be resolved, downloaded, verified or warmed.
+
+    ``state`` is what ``/readyz`` tells unauthenticated callers; the message is for logs and admins.
+    """
+
+    state = "load_failed"
+
+
+class RegistryUnavailableError(ModelLoadError):
+    """The model registry could not be reached or queried."""
+
+    state = "registry_unavailable"
+
+
+class RegistryNotFoundError(ModelLoadError):
+    """The configured registry does not exist; serving never creates one."""
+
+    state = "registry_not_found"
 
 
 class UnsafeBindError(LenriskError):
     """Listening beyond loopback without API keys."""
+
+
+class InvalidSettingsError(LenriskError):
+    """Settings from the environment that cannot be read or break a rule (one line, no values)."""

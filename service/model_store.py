@@ -1,5 +1,8 @@
 """Loading registered models for serving: resolve alias -> download -> verify digest -> warm.
 
+The registry is checked before MLflow sees it (:func:`check_registry`): MLflow would create a missing
+database registry, and retries an unreachable one for about 100 s.
+
 A version is served only if its artifact's SHA-256 matches the digest tagged on the model version at
 registration (``features.model.registry.DIGEST_TAG``) and it answers a warm-up record with finite, in-range
 probabilities. Whoever can move an alias decides what runs here, so nothing else is loaded: the artifact is
@@ -12,6 +15,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 from features.model.registry import (
     DIGEST_TAG,
@@ -21,7 +25,7 @@ from features.model.registry import (
     load_registered,
 )
 from features.schema import COMORBIDITY_COLUMNS
-from service.errors import ModelLoadError
+from service.errors import ModelLoadError, RegistryNotFoundError, RegistryUnavailableError
 from service.predictor import LoadedModel, Predictor
 from service.settings import ServiceSettings
 
@@ -56,12 +60,67 @@ WARM_UP_ROW = {
 }
 
 
-def _client(settings: ServiceSettings):
-    for name, value in {**MLFLOW_ENV_DEFAULTS, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
-        os.environ.setdefault(name, value)  # fail fast when the registry is unreachable; quiet downloads
-    from mlflow import MlflowClient
+#: Applied with ``os.environ.setdefault`` when serving: fail fast when the registry is unreachable (libpq's
+#: connect timeout, in seconds, bounds each PostgreSQL connection attempt); quiet downloads.
+SERVING_ENV_DEFAULTS = {
+    **MLFLOW_ENV_DEFAULTS,
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "PGCONNECT_TIMEOUT": "5",
+}
+#: The SQLAlchemy dialects MLflow keeps a registry in (its ``mlflow.store.db.db_types``).
+_DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
+#: A table every MLflow model registry has.
+_REGISTRY_TABLE = "registered_models"
 
+
+def _client(settings: ServiceSettings):
+    for name, value in SERVING_ENV_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    from mlflow import MlflowClient  # first: a slow import, paid by attempts made while the registry is down
+
+    check_registry(settings.tracking_uri)
     return MlflowClient(tracking_uri=settings.tracking_uri)
+
+
+def check_registry(uri: str) -> None:
+    """A database registry exists and answers (tracking servers are MLflow's to reach).
+
+    Raises :class:`RegistryNotFoundError` for a missing SQLite file or a database without MLflow's tables
+    (MLflow would create either), and :class:`RegistryUnavailableError` when the database does not answer
+    (MLflow would retry it for about 100 s).
+    """
+    if urlparse(uri).scheme.split("+")[0] not in _DATABASES:
+        return
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    url = sqlalchemy.make_url(uri)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
+        raise RegistryNotFoundError(f"registry not found: no SQLite file {url.database or '(in memory)'}")
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            found = sqlalchemy.inspect(connection).has_table(_REGISTRY_TABLE)
+    except Exception as err:  # the driver's own error types
+        raise RegistryUnavailableError(f"registry unreachable: {_first_line(err)}") from err
+    finally:
+        engine.dispose()
+    if not found:
+        raise RegistryNotFoundError(f"registry not found: the database has no {_REGISTRY_TABLE!r} table")
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines() or [""]
+    return f"{type(err).__name__}: {lines[0]}"
+
+
+def _registry_error(err: Exception, doing: str) -> ModelLoadError:
+    """A failed registry query as a domain error: the registry answered (not found, refused) or not."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, MlflowException) and err.get_http_status_code() in (400, 403, 404):
+        return ModelLoadError(f"{doing}: {_first_line(err)}")
+    return RegistryUnavailableError(f"{doing}: registry unreachable: {_first_line(err)}")
 
 
 def resolve_versions(settings: ServiceSettings) -> dict[str, str]:
@@ -73,7 +132,19 @@ def resolve_versions(settings: ServiceSettings) -> dict[str, str]:
             for outcome, name in settings.model_names.items()
         }
     except Exception as err:  # MLflow raises several types for an unreachable or empty registry
-        raise ModelLoadError(f"cannot resolve alias {settings.model_alias!r}: {type(err).__name__}") from err
+        raise _registry_error(err, f"cannot resolve alias {settings.model_alias!r}") from err
+
+
+def registered_aliases(settings: ServiceSettings) -> dict[str, dict[str, str]]:
+    """Per outcome, every alias of its registered model and the version it names, as they are now."""
+    client = _client(settings)
+    try:
+        return {
+            outcome: {alias: str(v) for alias, v in client.get_registered_model(name).aliases.items()}
+            for outcome, name in settings.model_names.items()
+        }
+    except Exception as err:
+        raise _registry_error(err, "cannot read the model aliases") from err
 
 
 def load_predictor(settings: ServiceSettings, versions: dict[str, str] | None = None) -> Predictor:
@@ -95,7 +166,6 @@ def load_predictor(settings: ServiceSettings, versions: dict[str, str] | None = 
             name=name,
             version=version,
             model=model,
-            aliases=tuple(sorted(mv.aliases)),
             digest=mv.tags[DIGEST_TAG],
             metrics={k: float(metrics[k]) for k in KEY_METRICS if k in metrics},
             card=card,

@@ -32,13 +32,12 @@ if [FEATURE_GROUPS[f] for f in FEATURE_NAMES] != sorted(FEATURE_GROUPS.values(),
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A registered model version as served: name, version, aliases, digest, metrics, card and whether it was
+    """A registered model version as served: name, version, digest, metrics, card and whether it was
     developed on fewer lines than its sample-size minimum (explicitly allowed)."""
 
     name: str
     version: str
     model: RiskModel
-    aliases: tuple[str, ...] = ()
     digest: str = ""
     metrics: Mapping[str, float] = field(default_factory=dict)
     card: str = ""

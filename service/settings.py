@@ -16,10 +16,12 @@ from functools import cached_property
 from typing import Annotated
 
 from limits import parse
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import NoDecode
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from features.model.registry import MODEL_NAMES, REPO_ROOT, RegistrySettings, psycopg2_url
+from service.errors import InvalidSettingsError
 from service.predictor import DEVELOPMENT_AVERAGE_RISK, RiskBands, default_bands
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -31,7 +33,10 @@ def _default(outcome: str) -> tuple[float, float]:
 
 
 class ServiceSettings(RegistrySettings):
-    """Everything the API needs: models, bands, limits, keys, audit store."""
+    """Everything the API needs: models, bands, limits, keys, audit store. An empty variable counts as
+    unset (``LENRISK_API_KEYS=``: no keys)."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True)
 
     discontinuation_model: str = MODEL_NAMES["discontinuation"]
     dose_reduction_model: str = MODEL_NAMES["dose_reduction"]
@@ -144,5 +149,12 @@ class ServiceSettings(RegistrySettings):
 
 
 def get_settings() -> ServiceSettings:
-    """Settings read from the environment now."""
-    return ServiceSettings()
+    """Settings read from the environment now; :class:`InvalidSettingsError` (one line, no values) if they
+    cannot be read or break a rule."""
+    try:
+        return ServiceSettings()
+    except ValidationError as err:
+        rules = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise InvalidSettingsError(f"invalid settings: {rules}") from None
+    except SettingsError as err:
+        raise InvalidSettingsError(f"invalid settings: {err}") from None

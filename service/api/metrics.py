@@ -8,7 +8,8 @@ from service.predictor import Predictor
 
 
 class Metrics:
-    """Request counts and latencies by route and status, loaded model versions, reload failures."""
+    """Request counts and latencies by route and status, loaded model versions, reload failures and whether
+    the last load failed."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -38,6 +39,11 @@ class Metrics:
             "lenrisk_rate_limited",
             "Requests refused with 429, by limit (client: a client's budget; failed_auth: an address's)",
             ["scope"],
+            registry=self.registry,
+        )
+        self.reload_failing = Gauge(
+            "lenrisk_model_reload_failing",
+            "1 while the last model load or reload failed (the versions loaded before, if any, keep serving)",
             registry=self.registry,
         )
 

@@ -9,19 +9,20 @@ from fastapi import APIRouter, Request, Response
 
 from features.record import PatientRecord
 from service.api.deps import ClientDep, PredictorDep
-from service.api.lifecycle import reload_models
+from service.api.errors import RETRY_AFTER
+from service.api.lifecycle import aliases_now, reload_models
 from service.api.schemas import (
     BatchResponse,
     ErrorResponse,
     ModelsResponse,
     PredictResponse,
+    Readiness,
     ReloadResponse,
     batch_request_model,
     model_out,
     prediction_out,
 )
 from service.audit import canonical_hmac
-from service.errors import NotReadyError
 from service.predictor import Prediction, Predictor
 from service.settings import ServiceSettings
 
@@ -52,6 +53,13 @@ def _audit_output(prediction: Prediction) -> dict[str, Any]:
     }
 
 
+def _admin(request: Request) -> bool:
+    """An admin key came with the request (or authentication is off); a wrong key is refused (401)."""
+    header = request.headers.get("authorization")
+    auth = request.app.state.auth
+    return (header is not None or not auth.enabled) and auth.authenticate(header).admin
+
+
 def build_router(settings: ServiceSettings) -> APIRouter:
     """All routes; the batch request model carries the configured maximum number of records."""
     router = APIRouter()
@@ -79,9 +87,17 @@ def build_router(settings: ServiceSettings) -> APIRouter:
         return {"request_id": request.state.request_id, "results": _predict(request, predictor, body.records)}
 
     @router.get("/v1/models", response_model=ModelsResponse, responses=ERRORS, tags=["models"])
-    async def models(client: ClientDep, predictor: PredictorDep) -> ModelsResponse:
-        """The model versions served now: aliases, key metrics and model card."""
-        return ModelsResponse(models=[model_out(o, m) for o, m in predictor.models.items()])
+    async def models(request: Request, client: ClientDep, predictor: PredictorDep) -> ModelsResponse:
+        """The model versions served now (key metrics, model card) and the registry's aliases as they are
+        now: ``alias_version`` differs from ``version`` after the alias moved, until a reload succeeds."""
+        aliases = await aliases_now(request.app)
+        return ModelsResponse(
+            models=[
+                model_out(o, m, settings.model_alias, None if aliases is None else aliases[o])
+                for o, m in predictor.models.items()
+            ],
+            registry="unavailable" if aliases is None else "ok",
+        )
 
     @router.post(
         "/v1/admin/reload",
@@ -100,13 +116,30 @@ def build_router(settings: ServiceSettings) -> APIRouter:
         """Alive (never depends on the registry)."""
         return {"status": "ok"}
 
-    @router.get("/readyz", tags=["operations"], responses={503: {"model": ErrorResponse}})
-    async def readyz(request: Request) -> dict[str, Any]:
-        """Ready when both models are loaded (503 until then)."""
-        predictor = request.app.state.predictor
+    @router.get(
+        "/readyz",
+        tags=["operations"],
+        response_model=Readiness,
+        response_model_exclude_none=True,
+        responses={
+            401: {"model": ErrorResponse, "description": "an invalid API key was presented"},
+            503: {"model": Readiness, "description": "models not loaded (yet)"},
+        },
+    )
+    async def readyz(request: Request, response: Response) -> Readiness:
+        """Ready (200) when both models are loaded, ``degraded`` (200) while a reload fails and the versions
+        loaded before keep serving, 503 until the first load. The versions and the error: admin key only."""
+        state = request.app.state
+        predictor, error = state.predictor, state.load_error
         if predictor is None:
-            raise NotReadyError(request.app.state.load_error or "models are loading")
-        return {"status": "ready", "versions": predictor.versions()}
+            response.status_code, response.headers["Retry-After"] = 503, RETRY_AFTER
+            readiness = Readiness(status=error.state if error else "loading")
+        else:
+            readiness = Readiness(status="degraded" if error else "ready")
+        if _admin(request):
+            readiness.versions = predictor.versions() if predictor else None
+            readiness.detail = str(error) if error else None
+        return readiness
 
     @router.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics(request: Request) -> Response:

@@ -95,12 +95,17 @@ class BatchResponse(BaseModel):
 
 
 class ModelOut(BaseModel):
-    """A loaded model version."""
+    """A loaded model version, and the registry's aliases as they are now."""
 
     outcome: str
     name: str
-    version: str
-    aliases: list[str]
+    version: str = Field(description="the version serving")
+    aliases: list[str] | None = Field(description="the aliases on the serving version now (null: unknown)")
+    alias: str = Field(description="the alias this service serves")
+    alias_version: str | None = Field(
+        description="the version that alias names now; differs from `version` until a reload succeeds "
+        "(null: unknown, or the alias is not set)"
+    )
     family: str
     artifact_sha256: str
     metrics: dict[str, float]
@@ -115,6 +120,19 @@ class ModelsResponse(BaseModel):
     """Answer to ``GET /v1/models``."""
 
     models: list[ModelOut]
+    registry: Literal["ok", "unavailable"] = Field(
+        description="whether the registry answered for the aliases (if not, they are null)"
+    )
+
+
+class Readiness(BaseModel):
+    """Answer to ``GET /readyz``: a state for everyone; the versions and the last error for admin keys."""
+
+    status: Literal[
+        "loading", "ready", "degraded", "registry_unavailable", "registry_not_found", "load_failed"
+    ] = Field(description="degraded: a reload failed and the versions loaded before keep serving")
+    versions: dict[str, str] | None = Field(default=None, description="the versions serving (admin only)")
+    detail: str | None = Field(default=None, description="the last load failure (admin only)")
 
 
 class ReloadResponse(BaseModel):
@@ -173,13 +191,17 @@ def prediction_out(prediction: Prediction, bands: dict[str, RiskBands]) -> dict[
     }
 
 
-def model_out(outcome: str, loaded: LoadedModel) -> ModelOut:
-    """Response model of a loaded model version."""
+def model_out(outcome: str, loaded: LoadedModel, alias: str, registered: dict[str, str] | None) -> ModelOut:
+    """Response model of a loaded model version; ``registered`` maps its registered model's aliases to the
+    versions they name now (None: unknown)."""
+    known = registered is not None
     return ModelOut(
         outcome=outcome,
         name=loaded.name,
         version=loaded.version,
-        aliases=list(loaded.aliases),
+        aliases=sorted(a for a, v in registered.items() if v == loaded.version) if known else None,
+        alias=alias,
+        alias_version=registered.get(alias) if known else None,
         family=loaded.model.family,
         artifact_sha256=loaded.digest,
         metrics=dict(loaded.metrics),

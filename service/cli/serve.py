@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated
 
 import typer
@@ -10,15 +9,6 @@ import typer
 from service.cli.console import Quiet, console
 from service.errors import UnsafeBindError
 from service.security import new_key
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(
@@ -39,10 +29,11 @@ def serve(
     """
     import uvicorn
 
+    from service.api.loopback import is_loopback
     from service.settings import get_settings
 
     settings = get_settings()
-    if not settings.auth_enabled and not _is_loopback(host):
+    if not settings.auth_enabled and not is_loopback(host):
         raise UnsafeBindError(
             f"refusing to listen on {host} without API keys; set LENRISK_API_KEYS (see `lenrisk apikey`) "
             "or listen on 127.0.0.1"

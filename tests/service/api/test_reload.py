@@ -189,7 +189,7 @@ def test_reload_serves_the_version_the_alias_moved_to(start_api, store, champion
     assert _predict_version(client, record, expected) == "2"
     batch = client.post("/v1/predict/batch", json={"records": [record, record]}, headers=CLIENT).json()
     assert [_answered_by(r, expected) for r in batch["results"]] == ["2", "2"]
-    assert client.get("/readyz").json()["versions"] == {o: "2" for o in both}
+    assert client.get("/readyz", headers=ADMIN).json()["versions"] == {o: "2" for o in both}
     models = client.get("/v1/models", headers=CLIENT).json()["models"]
     assert {m["outcome"]: m["version"] for m in models} == {o: "2" for o in both}
     assert all(m["aliases"] == [CHAMPION] for m in models)  # version 3 is the challenger
@@ -241,7 +241,7 @@ def test_a_failed_reload_keeps_the_old_versions_serving(start_api, store, champi
     detail = failed.json()["detail"]
     assert "previous versions keep serving" in detail and "version 3" in detail
     assert _predict_version(client, record, expected) == "1"
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=ADMIN)
     assert ready.status_code == 200 and ready.json()["versions"] == dict.fromkeys(OUTCOMES, "1")
     text = client.get("/metrics").text
     assert _metric(text, "lenrisk_model_reload_failures_total") == 1
@@ -287,7 +287,7 @@ def test_the_alias_poll_follows_the_alias(start_api, store, champion, tmp_path, 
         return set(_served_by(response.json(), expected).values()) == {"2"}
 
     assert _wait_for(both_follow) < 10
-    assert client.get("/readyz").json()["versions"] == dict.fromkeys(OUTCOMES, "2")
+    assert client.get("/readyz", headers=ADMIN).json()["versions"] == dict.fromkeys(OUTCOMES, "2")
     for _ in range(5):
         assert _predict_version(client, record, expected) == "2"
     assert _metric(client.get("/metrics").text, "lenrisk_model_reload_failures_total") == 0
@@ -302,7 +302,7 @@ def test_the_alias_poll_counts_failures_and_keeps_serving(start_api, store, cham
     _wait_for(lambda: _metric(client.get("/metrics").text, "lenrisk_model_reload_failures_total") >= 2)
     for _ in range(5):
         assert _predict_version(client, record, expected) == "1"
-    assert client.get("/readyz").json()["versions"] == dict.fromkeys(OUTCOMES, "1")
+    assert client.get("/readyz", headers=ADMIN).json()["versions"] == dict.fromkeys(OUTCOMES, "1")
     champion("1")  # back where it was: nothing to load, the failures stop
     time.sleep(0.6)
     before = _metric(client.get("/metrics").text, "lenrisk_model_reload_failures_total")
@@ -368,3 +368,44 @@ def test_no_request_fails_or_mixes_versions_during_reloads(start_api, store, cha
     ):
         between = [v for sent, done, v in served if answered < sent and done < next_sent]
         assert between and set(between) == {version}, (version, between)
+
+
+def _served_and_named(client) -> dict[str, tuple[str, str | None, list[str] | None]]:
+    """Per outcome: the version serving, the version the alias names now, the aliases on the served one."""
+    body = client.get("/v1/models", headers=CLIENT).json()
+    assert body["registry"] == "ok"
+    return {m["outcome"]: (m["version"], m["alias_version"], m["aliases"]) for m in body["models"]}
+
+
+def test_models_report_the_aliases_as_they_are_now(start_api, store, champion, tmp_path):
+    client = start_api(_settings(store, tmp_path))
+    assert _served_and_named(client) == dict.fromkeys(OUTCOMES, ("1", "1", [CHAMPION]))
+
+    champion("2")  # no reload yet: version 1 serves, the alias names version 2
+
+    assert _served_and_named(client) == dict.fromkeys(OUTCOMES, ("1", "2", []))
+
+
+def test_a_failed_reload_shows_as_degraded_with_both_versions_and_a_gauge(
+    start_api, store, champion, tmp_path
+):
+    client = start_api(_settings(store, tmp_path))
+    assert _metric(client.get("/metrics").text, "lenrisk_model_reload_failing") == 0
+    champion("3")  # wrong artifact digest
+
+    assert client.post("/v1/admin/reload", headers=ADMIN).status_code == 502
+
+    assert _served_and_named(client) == dict.fromkeys(OUTCOMES, ("1", "3", []))
+    public = client.get("/readyz")
+    assert public.status_code == 200 and public.json() == {"status": "degraded"}  # the old version serves
+    admin = client.get("/readyz", headers=ADMIN).json()
+    assert admin["status"] == "degraded" and admin["versions"] == dict.fromkeys(OUTCOMES, "1")
+    assert "version 3" in admin["detail"]
+    assert _metric(client.get("/metrics").text, "lenrisk_model_reload_failing") == 1
+
+    champion("2")  # fixed: a good version
+    assert client.post("/v1/admin/reload", headers=ADMIN).status_code == 200
+
+    assert _served_and_named(client) == dict.fromkeys(OUTCOMES, ("2", "2", [CHAMPION]))
+    assert client.get("/readyz").json() == {"status": "ready"}
+    assert _metric(client.get("/metrics").text, "lenrisk_model_reload_failing") == 0

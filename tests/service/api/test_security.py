@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from features.record import PatientRecord
 from features.schema import COMORBIDITY_COLUMNS
+from service.api.loopback import is_loopback
 from service.audit import AUDIT_TABLE, AuditLog, canonical_hmac
 from service.cli import app as cli
-from service.cli.serve import _is_loopback
 from service.security import digest
 from service.settings import ServiceSettings
 from tests.helpers import registry_service_settings
@@ -171,7 +171,7 @@ def test_serve_starts_on_loopback_without_keys_and_anywhere_with_keys(fake_uvico
     ],
 )
 def test_is_loopback(host, loopback):
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback
 
 
 # ------------------------------------------------------------------------------------------- the audit
