@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from service.api import errors, routes
+from service.api import docs, errors, routes
 from service.api.guard import RequestGuard
 from service.api.lifecycle import Loader, initial_load, poll_alias
 from service.api.limits import BodyLimitMiddleware
@@ -62,7 +62,10 @@ def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load
         summary="Calibrated, explained risk of early lenalidomide discontinuation for toxicity and of dose "
         "reduction, before a lenalidomide line starts.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: service.api.docs, offline
+        redoc_url=None,
     )
+    docs.install(app)
     app.include_router(routes.build_router(settings))
     app.include_router(cds_routes.build_router(cds))
     app.include_router(ui_routes.build_router(settings))
