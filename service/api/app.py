@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from service.api import docs, errors, routes
+from service.api import access_log, docs, errors, routes
 from service.api.guard import RequestGuard
 from service.api.lifecycle import Loader, initial_load, poll_alias
 from service.api.limits import BodyLimitMiddleware
@@ -66,6 +66,7 @@ def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load
         redoc_url=None,
     )
     docs.install(app)
+    access_log.hide_query_strings()
     app.include_router(routes.build_router(settings))
     app.include_router(cds_routes.build_router(cds))
     app.include_router(ui_routes.build_router(settings))
