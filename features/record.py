@@ -54,29 +54,42 @@ EXAMPLE_RECORD: dict[str, Any] = {
 }
 
 
+def _not_null(field: dict[str, Any]) -> dict[str, Any]:
+    """A nullable field's JSON schema (``anyOf: [schema, null]``, default null) without the null."""
+    (schema,) = [s for s in field["anyOf"] if s != {"type": "null"}]
+    return {k: v for k, v in field.items() if k not in ("anyOf", "default")} | schema
+
+
+def _two_forms(schema: dict[str, Any]) -> None:
+    """State the one cross-field rule in the schema: a record is one of two whole object schemas, the
+    comorbidities as a list or as every ``cm_*`` flag, each with its own ``required`` (so documentation
+    and clients show what is required); the form not used may be given as null."""
+    properties, required = schema.pop("properties"), schema.pop("required")
+    form_fields = ("comorbidities", *COMORBIDITY_COLUMNS)
+    common = {k: v for k, v in properties.items() if k not in form_fields}
+    del schema["additionalProperties"]
+
+    def form(title: str, used: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            "title": title,
+            "type": "object",
+            "properties": common
+            | {f: _not_null(properties[f]) if f in used else {"type": "null"} for f in form_fields},
+            "required": [*required, *used],
+            "additionalProperties": False,
+        }
+
+    schema["oneOf"] = [
+        form("comorbidities as a list", ("comorbidities",)),
+        form("comorbidities as cm_* flags", COMORBIDITY_COLUMNS),
+    ]
+    schema["examples"] = [EXAMPLE_RECORD]
+
+
 class PatientRecord(BaseModel):
     """A lenalidomide treatment line as it stands on the day it starts (``shared/contract.md``)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        json_schema_extra={
-            "examples": [EXAMPLE_RECORD],
-            # The one cross-field rule, stated in the schema so clients (and schemathesis) can see it.
-            "oneOf": [
-                {
-                    "required": ["comorbidities"],
-                    "properties": {"comorbidities": {"type": "array"}}
-                    | {c: {"type": "null"} for c in COMORBIDITY_COLUMNS},
-                },
-                {
-                    "required": list(COMORBIDITY_COLUMNS),
-                    "properties": {"comorbidities": {"type": "null"}}
-                    | {c: {"type": "integer"} for c in COMORBIDITY_COLUMNS},
-                },
-            ],
-        },
-    )
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_two_forms)
 
     patient_id: Annotated[
         str | None,

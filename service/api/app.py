@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from service.api import errors, routes
+from service.api import access_log, docs, errors, routes
 from service.api.gate import AuthGate
 from service.api.guard import RequestGuard
 from service.api.lifecycle import Loader, initial_load, poll_alias
@@ -78,7 +78,11 @@ def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load
         summary="Calibrated, explained risk of early lenalidomide discontinuation for toxicity and of dose "
         "reduction, before a lenalidomide line starts.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: service.api.docs, offline
+        redoc_url=None,
     )
+    docs.install(app)
+    access_log.hide_query_strings()
     routers = [routes.build_router(settings), cds_routes.build_router(cds), ui_routes.build_router(settings)]
     for router in routers:
         app.include_router(router)

@@ -27,10 +27,13 @@ from service.predictor import Prediction, Predictor
 from service.settings import ServiceSettings
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "body is not decodable as JSON"},
+    400: {"model": ErrorResponse, "description": "body is not UTF-8 text (JSON must be)"},
     401: {"model": ErrorResponse, "description": "missing or invalid API key"},
     413: {"model": ErrorResponse, "description": "request body over the configured limit"},
-    422: {"model": ErrorResponse, "description": "contract violation: field path and rule"},
+    422: {
+        "model": ErrorResponse,
+        "description": "body is not JSON (type json_invalid), or breaks the contract: field path and rule",
+    },
     429: {"model": ErrorResponse, "description": "over the client's rate limit, or too many failed keys"},
     503: {"model": ErrorResponse, "description": "models not loaded yet, or audit store down"},
 }

@@ -3,7 +3,8 @@
 Rules (CDS Hooks 2.0 "Trusting CDS Clients"; SMART backend services for lifetime and replay):
 
 - header ``alg`` from the configured asymmetric allow-list only (``none`` and HMAC are refused before any
-  key is looked up), ``typ`` = JWT, ``kid`` required;
+  key is looked up), ``typ`` = JWT, ``kid`` required; the key must suit that ``alg`` (its type and curve,
+  and its own ``alg`` if the JWK names one);
 - ``iss`` must be a configured issuer; its keys come from the configured inline JWK Set or its configured
   JWKS URL. A ``jku`` header is accepted only if it equals that configured URL and is never fetched
   otherwise (an attacker-chosen URL would be SSRF);
@@ -46,34 +47,63 @@ class ReplayStore(Protocol):
     def first_use(self, issuer: str, jti: str, expires: float) -> bool: ...
 
 
+class _PublishedJwksClient(jwt.PyJWKClient):
+    """PyJWKClient that also keeps the JWKs of its last fetch as published (with their ``alg``, if any)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.published: dict[str, dict[str, Any]] = {}
+
+    def fetch_data(self) -> Any:
+        data = super().fetch_data()
+        self.published = {
+            k["kid"]: k
+            for k in data.get("keys", [])
+            if isinstance(k, dict) and "kid" in k and k.get("use", "sig") == "sig"
+        }
+        return data
+
+
 class _Keys:
-    """The signing keys of one issuer, by ``kid``."""
+    """The signing keys of one issuer, by ``kid``, each bound to the algorithm of the token it verifies.
+
+    PyJWT binds a JWK without ``alg`` to one algorithm (RS256 for any RSA key), so a key is built for the
+    token's (allow-listed) algorithm instead: a JWK naming its ``alg`` verifies only that algorithm, one
+    without verifies any algorithm its key type and curve suit (RFC 7517 4.4).
+    """
 
     def __init__(self, config: IssuerConfig, cache_seconds: int) -> None:
         self.config = config
-        self._inline: dict[str, jwt.PyJWK] = {}
-        self._client: jwt.PyJWKClient | None = None
+        self._inline: dict[str, dict[str, Any]] = {}
+        self._client: _PublishedJwksClient | None = None
         if config.jwks is not None:
-            for key in jwt.PyJWKSet.from_dict(config.jwks).keys:
-                if key.key_id:
-                    self._inline[key.key_id] = key
+            usable = {key.key_id for key in jwt.PyJWKSet.from_dict(config.jwks).keys if key.key_id}
+            self._inline = {k["kid"]: k for k in config.jwks["keys"] if k.get("kid") in usable}
         else:
-            self._client = jwt.PyJWKClient(
+            self._client = _PublishedJwksClient(
                 str(config.jwks_url), cache_keys=True, lifespan=max(cache_seconds, 1), timeout=5
             )
 
-    def get(self, kid: str) -> jwt.PyJWK:
+    def get(self, kid: str, alg: str) -> jwt.PyJWK:
+        """The key ``kid`` for verifying a token signed with ``alg``; raises InvalidJwtError."""
         if self._client is not None:
             try:
-                return self._client.get_signing_key(kid)
+                self._client.get_signing_key(kid)
             except jwt.PyJWKClientError as err:
                 raise InvalidJwtError(
                     f"no key {kid!r} in the issuer's JWK Set ({type(err).__name__})"
                 ) from None
-        key = self._inline.get(kid)
-        if key is None:
+            jwk = self._client.published.get(kid)
+        else:
+            jwk = self._inline.get(kid)
+        if jwk is None:
             raise InvalidJwtError("the JWT kid is not one of the issuer's configured keys")
-        return key
+        if jwk.get("alg", alg) != alg:
+            raise InvalidJwtError(f"the JWT algorithm {alg} is not the one its key names")
+        try:
+            return jwt.PyJWK(jwk, algorithm=alg)
+        except jwt.PyJWTError:
+            raise InvalidJwtError(f"the JWT algorithm {alg} does not suit its key's type") from None
 
 
 class JwtVerifier:
@@ -122,7 +152,7 @@ class JwtVerifier:
     ) -> CdsClient:
         """Signature and claims of an inspected token, its ``jti`` recorded in ``replays``; raises
         InvalidJwtError."""
-        key = self._issuers[issuer].get(header["kid"])
+        key = self._issuers[issuer].get(header["kid"], header["alg"])
         skew = self.settings.clock_skew_seconds
         try:
             claims = jwt.decode(

@@ -81,7 +81,8 @@ def test_patient_id_rules(record):
 
 
 def test_schema_lists_the_contract_categories():
-    props = PatientRecord.model_json_schema()["properties"]
-    assert props["regimen"]["enum"] == list(REGIMENS)
-    assert props["setting"]["enum"] == list(SETTINGS)
-    assert props["age"]["minimum"] == 18 and props["age"]["maximum"] == 100
+    for form in PatientRecord.model_json_schema()["oneOf"]:  # comorbidities as a list, or as cm_* flags
+        props = form["properties"]
+        assert props["regimen"]["enum"] == list(REGIMENS)
+        assert props["setting"]["enum"] == list(SETTINGS)
+        assert props["age"]["minimum"] == 18 and props["age"]["maximum"] == 100
