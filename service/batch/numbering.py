@@ -49,10 +49,15 @@ class RowNumbering:
         return value if _PATIENT_ID.fullmatch(value) else None
 
     def take(self, n: int) -> tuple[np.ndarray, list[RowError]]:
-        """Row numbers of the next ``n`` parsed rows, and the unsplit rows among or before them."""
+        """Row numbers of the next ``n`` parsed rows, and the unsplit rows among, before or right after them.
+
+        The unsplit rows right after them (up to the next parsed row) are taken too, so a run of them leaves
+        with the batch it follows, or with the empty batches pyarrow yields for blocks holding no parsed row,
+        instead of piling up until the next parsed row.
+        """
         end = self._next + n
         unsplit = []
-        while self._pending and self._pending[0].row_number < end:
+        while self._pending and self._pending[0].row_number <= end:
             unsplit.append(self._pending.popleft())
             end += 1
         numbers = np.arange(self._next, end, dtype=np.int64)
