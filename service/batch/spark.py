@@ -41,7 +41,7 @@ from features.errors import FileFormatError, LenriskError
 from features.model.riskmodel import RiskModel
 from features.tableio import atomic_path
 from service.batch.parallel import one_thread_per_kernel
-from service.batch.publish import RunPaths, RunSummary, write_run
+from service.batch.publish import RunPaths, RunSummary, claim_outputs, write_run
 from service.batch.read import BATCH_ROWS, Chunk, InputTable, read_csv_lines
 from service.batch.score import Explain, Scored, output_schema, score_chunk
 from service.errors import ModelLoadError
@@ -94,28 +94,35 @@ def score_file_spark(
     progress: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Score ``source`` on Spark and publish the run as :func:`service.batch.local.score_file` does."""
-    staging = paths.output.with_name(f".{paths.output.name}.{uuid.uuid4().hex}.parts")
-    staging.mkdir()
-    try:
-        scorer = _ExecutorScoring(
-            csv=source.format == ".csv",
-            schema=source.schema,
-            explain=explain,
-            models=_ship_models(spark, predictor),
-            bands=predictor.bands,
-            file_name=source.path.name,
-            staging=str(staging),
-        )
-        parts = _rows(spark, source).mapInArrow(scorer, PART_SCHEMA).collect()
-        failed = [part.error for part in parts if part.error is not None]
-        if failed:
-            raise FileFormatError(failed[0])
-        results = _in_file_order(parts, staging, source)
-        return write_run(
-            paths, source, results, predictor=predictor, explain=explain, engine="spark", progress=progress
-        )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with claim_outputs(paths):
+        staging = paths.output.with_name(f".{paths.output.name}.{uuid.uuid4().hex}.parts")
+        staging.mkdir()
+        try:
+            scorer = _ExecutorScoring(
+                csv=source.format == ".csv",
+                schema=source.schema,
+                explain=explain,
+                models=_ship_models(spark, predictor),
+                bands=predictor.bands,
+                file_name=source.path.name,
+                staging=str(staging),
+            )
+            parts = _rows(spark, source).mapInArrow(scorer, PART_SCHEMA).collect()
+            failed = [part.error for part in parts if part.error is not None]
+            if failed:
+                raise FileFormatError(failed[0])
+            results = _in_file_order(parts, staging, source)
+            return write_run(
+                paths,
+                source,
+                results,
+                predictor=predictor,
+                explain=explain,
+                engine="spark",
+                progress=progress,
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 @dataclass(frozen=True)
