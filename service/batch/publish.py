@@ -251,12 +251,18 @@ def _manifest(
     explain: Explain,
     engine: str,
 ) -> dict[str, Any]:
+    """The manifest. Every path in it is relative to the manifest's folder (``../in/lines.csv``, from the
+    resolved paths), so it stays right when the folders move together."""
     beside = paths.manifest.parent
     return {
         "lenrisk_version": importlib.metadata.version("lenrisk"),
         "engine": engine,
         "explain": explain.value,
-        "input": {"path": str(paths.input), "format": source.format[1:], "sha256": input_sha256},
+        "input": {
+            "path": os.path.relpath(paths.input, beside),
+            "format": source.format[1:],
+            "sha256": input_sha256,
+        },
         "output": {"path": os.path.relpath(paths.output, beside), "sha256": hashes[0]},
         "rejects": {"path": os.path.relpath(paths.rejects, beside), "sha256": hashes[1]},
         "counts": counts,

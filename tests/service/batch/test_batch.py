@@ -227,6 +227,35 @@ def test_manifest_records_counts_hashes_and_models(predictor, csv_lines, tmp_pat
     ]
 
 
+def manifest_paths_follow_the_rule(manifest_path: Path) -> dict[str, str]:
+    """Every path in the manifest is relative to the manifest's folder and names the file whose hash it
+    records (also after the folders are moved together); returns the paths."""
+    manifest = json.loads(manifest_path.read_text())
+    paths = {kind: manifest[kind]["path"] for kind in ("input", "output", "rejects")}
+    for kind, path in paths.items():
+        assert not Path(path).is_absolute(), (kind, path)
+        assert sha256_file(manifest_path.parent / path) == manifest[kind]["sha256"], kind
+    return paths
+
+
+def test_manifest_paths_are_relative_to_the_manifest_folder(predictor, csv_lines, tmp_path):
+    for folder in ("in", "out", "elsewhere"):
+        (tmp_path / "run" / folder).mkdir(parents=True)
+    csv_lines.to_csv(tmp_path / "run" / "in" / "lines.csv", index=False)
+    paths, table = prepare_run(
+        tmp_path / "run" / "in" / "lines.csv",
+        tmp_path / "run" / "out" / "scored.parquet",
+        tmp_path / "run" / "elsewhere" / "rejects.csv",
+    )
+    score_file(predictor, paths, table)
+    (tmp_path / "run").rename(tmp_path / "moved")
+    assert manifest_paths_follow_the_rule(tmp_path / "moved" / "out" / "scored.parquet.manifest.json") == {
+        "input": "../in/lines.csv",
+        "output": "scored.parquet",
+        "rejects": "../elsewhere/rejects.csv",
+    }
+
+
 @pytest.mark.parametrize(("suffix", "models"), [(".csv", "predictor"), (".parquet", "boosted")])
 def test_rerun_gives_identical_content_and_batch_size_does_not_matter(
     request, csv_lines, tmp_path, suffix, models

@@ -23,6 +23,7 @@ from service.batch.publish import sha256_file
 from service.batch.score import Explain
 from service.batch.spark import score_file_spark
 from tests.helpers import same_scores
+from tests.service.batch.test_batch import manifest_paths_follow_the_rule
 from training.cohort.generate import generate_cohort
 
 N = 300
@@ -100,6 +101,12 @@ def test_csv_scores_and_rejects_match_the_local_engine(spark, predictor, bad_csv
     assert manifests["spark"]["counts"]["read"] == N and manifests["spark"]["counts"]["scored"] == N - 8
     assert manifests["spark"]["engine"] == "spark"
     assert manifests["spark"]["models"] == manifests["local"]["models"]
+    for engine in ("local", "spark"):
+        assert manifest_paths_follow_the_rule(tmp_path / f"{engine}.csv.manifest.json") == {
+            "input": "lines.csv",
+            "output": f"{engine}.csv",
+            "rejects": f"{engine}.rejects.csv",
+        }
 
 
 def test_parquet_scores_match_the_local_engine_with_input_types_kept(spark, predictor, tmp_path):
