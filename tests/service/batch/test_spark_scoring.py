@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -178,3 +181,27 @@ def test_the_registered_model_runs_as_a_spark_udf_on_a_plain_csv(spark, registry
     np.testing.assert_allclose(
         scored["risk"].map(lambda r: r["probability"]).to_numpy(), expected, atol=1e-12
     )
+
+
+def test_cli_spark_engine_under_quiet_prints_only_the_result(registry, bad_csv, tmp_path):
+    """``lenrisk score --engine spark --quiet`` in a fresh process (its own JVM, as a user starts it): no
+    Spark start-up notices (log4j profile, default log level, loopback host name, native-hadoop), no pandas
+    FutureWarning; only the result line on stdout. The one line left is the JVM's own notice of the
+    incubator module Spark's launcher always adds, which no option silences."""
+    (tmp_path / "lines.csv").write_bytes(bad_csv)
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("SPARK_LOCAL_IP", "PYSPARK_SUBMIT_ARGS")},
+        "LENRISK_MLRUNS_DIR": str(registry["root"]),
+        "MLFLOW_TRACKING_URI": "",
+    }
+    lenrisk = Path(sys.executable).with_name("lenrisk")
+    args = ["score", "--input", "lines.csv", "--output", "out.csv", "--engine", "spark", "--quiet"]
+    result = subprocess.run(
+        [lenrisk, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(result.stderr.splitlines()) <= {"WARNING: Using incubator modules: jdk.incubator.vector"}
+    manifest = tmp_path / "out.csv.manifest.json"
+    assert result.stdout.splitlines() == [
+        f"{N} rows read = {N - 8} scored + 8 rejected (35 reject lines); manifest {manifest}"
+    ]
