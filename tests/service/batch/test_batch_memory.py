@@ -43,7 +43,7 @@ def read_all(path: Path, junk: int) -> tuple[int, int]:
         table = open_input(path, batch_rows=256)  # 32 KiB blocks: hundreds of chunks of junk
         next_row = 1
         for chunk in table.chunks():
-            unsplit = np.array([e.row_number for e in chunk.unsplit], dtype=np.int64)
+            unsplit = chunk.unsplit.column("row_number").to_numpy()
             numbers = np.sort(np.r_[chunk.row_numbers, unsplit])
             np.testing.assert_array_equal(numbers, np.arange(next_row, next_row + len(numbers)))
             next_row += len(numbers)
