@@ -365,6 +365,9 @@ def test_a_killed_run_leaves_no_output_under_the_final_names_and_the_next_run_re
     ]
     for name in others:
         (tmp_path / name).write_text("keep")
+    parts = tmp_path / f".scored.csv.{hex32}.parts"  # as a killed Spark driver leaves its staging folder
+    parts.mkdir()
+    (parts / "0-0.out").write_text("part")
     summary = run(predictor, tmp_path / "lines.parquet", tmp_path / "scored.csv")
     assert summary.counts["read"] == 3000
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
