@@ -205,3 +205,26 @@ def test_cli_spark_engine_under_quiet_prints_only_the_result(registry, bad_csv, 
     assert result.stdout.splitlines() == [
         f"{N} rows read = {N - 8} scored + 8 rejected (35 reject lines); manifest {manifest}"
     ]
+
+
+@pytest.mark.parametrize(
+    ("submit_args", "defaults", "local"),
+    [
+        (None, None, True),
+        ("--master local[2] pyspark-shell", None, True),
+        ("--master yarn --deploy-mode client pyspark-shell", None, False),
+        ("--conf spark.master=k8s://https://k:443 pyspark-shell", None, False),
+        (None, "# spark.master  spark://master:7077\nspark.master  yarn\n", False),
+        (None, "# spark.master  spark://master:7077\n", True),
+    ],
+)
+def test_spark_local_ip_is_only_defaulted_in_local_mode(monkeypatch, tmp_path, submit_args, defaults, local):
+    from service.batch.spark import _local_master
+
+    monkeypatch.delenv("PYSPARK_SUBMIT_ARGS", raising=False)
+    if submit_args is not None:
+        monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", submit_args)
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    if defaults is not None:
+        (tmp_path / "spark-defaults.conf").write_text(defaults)
+    assert _local_master() is local
