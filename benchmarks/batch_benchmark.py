@@ -50,7 +50,7 @@ CHUNK_ROWS = 1_000_000  # generation chunk
 ROW_GROUP_ROWS = 131_072  # several row groups per file, so Spark can split it
 
 
-def train_models(folder: Path) -> None:
+def train_models(folder: Path, families: tuple[str, ...] = FAMILIES) -> None:
     """Fit both outcomes with each family; save the artifacts under ``folder/<family>/<outcome>``."""
     from features.encoding import FEATURE_NAMES
     from training.estimators import BoostedSpec, LinearSpec
@@ -58,7 +58,9 @@ def train_models(folder: Path) -> None:
     frame = validate_table(generate_cohort(TRAINING_ROWS, seed=5)).raise_on_errors()
     encoder = FeatureEncoder().fit(frame)
     X, groups = encoder.transform(frame), frame["patient_id"].to_numpy()
-    for family, spec in (("logistic", LinearSpec("full", FEATURE_NAMES)), ("xgboost", BoostedSpec())):
+    specs = {"logistic": LinearSpec("full", FEATURE_NAMES), "xgboost": BoostedSpec()}
+    for family in families:
+        spec = specs[family]
         for outcome, column in OUTCOMES.items():
             estimator, calibrator = spec.fit(X, frame[column].to_numpy(), groups=groups)
             RiskModel(outcome, encoder, estimator, calibrator).save(folder / family / outcome)

@@ -8,7 +8,9 @@ CSV cells are read as raw strings (empty cells stay ""), leaving typing to
 from __future__ import annotations
 
 import csv
+import glob
 import os
+import re
 import uuid
 import warnings
 from collections import Counter
@@ -79,6 +81,13 @@ class StagedFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+    @staticmethod
+    def temporaries(path: Path, suffix: str = ".tmp") -> list[Path]:
+        """Files beside ``path`` named as its staged files are (``.{name}.{32 hex digits}{suffix}``): a killed
+        process's leftovers, or another process's files in the making."""
+        name = re.compile(re.escape(f".{path.name}.") + "[0-9a-f]{32}" + re.escape(suffix))
+        return [p for p in path.parent.glob(f".{glob.escape(path.name)}.*") if name.fullmatch(p.name)]
 
     def publish(self, *, durable: bool = True) -> None:
         """Rename the temporary file over ``path``; when ``durable``, its bytes and the rename reach disk."""

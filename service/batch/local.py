@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from service.batch.parallel import in_order, one_thread_per_kernel, prefetched
-from service.batch.publish import RunPaths, RunSummary, plan_paths, write_run
+from service.batch.publish import RunPaths, RunSummary, claim_outputs, plan_paths, write_run
 from service.batch.read import BATCH_ROWS, InputTable, open_input
 from service.batch.score import Explain, output_schema, score_chunk
 from service.predictor import Predictor
@@ -35,9 +35,10 @@ def score_file(
     progress: Callable[[int], None] | None = None,
     workers: int = WORKERS,
 ) -> RunSummary:
-    """Score ``source`` in this process and publish the run (see :func:`service.batch.publish.write_run`)."""
+    """Score ``source`` in this process and publish the run under its locks (see
+    :func:`service.batch.publish.claim_outputs` and :func:`service.batch.publish.write_run`)."""
     schema = output_schema(source.schema, explain)
-    with one_thread_per_kernel():
+    with claim_outputs(paths), one_thread_per_kernel():
         results = in_order(
             lambda chunk: score_chunk(predictor, chunk, explain, schema), prefetched(source.chunks()), workers
         )

@@ -4,16 +4,21 @@ reconciled, then renamed into place with the manifest last.
 Output, rejects and the manifest are written to hidden temporary files beside their destinations
 (:class:`features.tableio.StagedFile`) and renamed into place, manifest last, only when
 ``rows in the file == rows scored + rows rejected``; any failure leaves nothing under the final names.
+A run holds a lock on its output and rejects (:func:`claim_outputs`), which makes the temporaries a killed
+run left behind recognisable, and removes them.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import json
 import os
-from collections.abc import Callable, Iterable
+import shutil
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +73,56 @@ def plan_paths(input_path: Path, output_path: Path, rejects_path: Path | None = 
     if len(set(written)) < len(written):
         raise BatchPathError(f"{output.name}: output and rejects must be different files")
     return RunPaths(source, output, rejects, manifest)
+
+
+@contextmanager
+def claim_outputs(paths: RunPaths) -> Iterator[None]:
+    """Hold the run's locks on its output and rejects, after removing what killed runs left of them.
+
+    Each lock is an ``flock`` on a hidden ``.{name}.lock`` beside the file, held for the whole run and
+    released by the kernel when the process ends, killed or not; a run that finds either lock held raises
+    :class:`BatchPathError` (two runs publishing the same files would mix their manifests). Under the locks no
+    other run is writing these files, so every temporary named after them is a killed run's and is removed:
+    ``.{name}.{32 hex digits}.tmp`` of the output, rejects and manifest (:class:`features.tableio.StagedFile`)
+    and the Spark engine's ``.{output name}.{32 hex digits}.parts`` folder; nothing else is touched. The lock
+    files are removed when the run ends.
+    """
+    with ExitStack() as stack:
+        for path in (paths.output, paths.rejects):
+            stack.enter_context(_locked(path))
+        for path in (paths.output, paths.rejects, paths.manifest):
+            for stale in StagedFile.temporaries(path):
+                stale.unlink(missing_ok=True)
+        for stale in StagedFile.temporaries(paths.output, ".parts"):
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``.{name}.lock`` beside ``path``, whose file is removed (still locked) at
+    the end. A lock taken on a file its holder removed meanwhile is not the lock: it is taken on the new one.
+    """
+    lock = path.with_name(f".{path.name}.lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = os.fstat(fd)
+            current = os.stat(lock)
+        except BlockingIOError:
+            os.close(fd)
+            raise BatchPathError(f"{path.name}: another run is writing it") from None
+        except FileNotFoundError:
+            current = None
+        if current is not None and (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -196,12 +251,18 @@ def _manifest(
     explain: Explain,
     engine: str,
 ) -> dict[str, Any]:
+    """The manifest. Every path in it is relative to the manifest's folder (``../in/lines.csv``, from the
+    resolved paths), so it stays right when the folders move together."""
     beside = paths.manifest.parent
     return {
         "lenrisk_version": importlib.metadata.version("lenrisk"),
         "engine": engine,
         "explain": explain.value,
-        "input": {"path": str(paths.input), "format": source.format[1:], "sha256": input_sha256},
+        "input": {
+            "path": os.path.relpath(paths.input, beside),
+            "format": source.format[1:],
+            "sha256": input_sha256,
+        },
         "output": {"path": os.path.relpath(paths.output, beside), "sha256": hashes[0]},
         "rejects": {"path": os.path.relpath(paths.rejects, beside), "sha256": hashes[1]},
         "counts": counts,

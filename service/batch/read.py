@@ -23,11 +23,11 @@ import pyarrow as pa
 import pyarrow.csv as pv
 import pyarrow.parquet as pq
 
-from features.errors import FileFormatError, RowError
+from features.errors import FileFormatError
 from features.tableio import table_format
 from features.validate import check_table_columns
 from service.batch.numbering import RowNumbering
-from service.batch.score import Explain, score_schema
+from service.batch.score import REJECT_SCHEMA, Explain, score_schema
 
 BATCH_ROWS = 65_536  # Parquet rows per batch; CSV blocks hold about as many rows of ~128 bytes
 _HEADER_LIMIT = 1 << 20  # bytes; a first line longer than this is not a header
@@ -36,11 +36,12 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 @dataclass(frozen=True)
 class Chunk:
-    """Rows read together: the parsed rows with their row numbers, and the rows that could not be split."""
+    """Rows read together: the parsed rows with their row numbers, and the rows that could not be split (as
+    reject lines, one per row)."""
 
     batch: pa.RecordBatch
     row_numbers: np.ndarray  # int64, 1-based data row of each row of ``batch``
-    unsplit: list[RowError] = field(default_factory=list)
+    unsplit: pa.RecordBatch = field(default_factory=lambda: _empty_batch(REJECT_SCHEMA))
 
 
 class InputTable:
@@ -67,7 +68,7 @@ class InputTable:
                 numbers, unsplit = numbering.take(batch.num_rows)
                 yield Chunk(batch, numbers, unsplit)
         tail = numbering.rest()
-        if tail:
+        if tail.num_rows:
             yield Chunk(_empty_batch(self.schema), np.empty(0, np.int64), tail)
         self.rows_in_file = numbering.last
 
@@ -141,7 +142,7 @@ def read_csv_lines(lines: list[bytes], schema: pa.Schema, *, first: int, file_na
             table = pv.read_csv(io.BytesIO(data), **options)
     numbers, unsplit = numbering.take(table.num_rows)
     parsed = table.combine_chunks().to_batches()[0] if table.num_rows else _empty_batch(schema)
-    return Chunk(parsed, numbers, [*unsplit, *numbering.rest()])
+    return Chunk(parsed, numbers, pa.concat_batches([unsplit, numbering.rest()]))
 
 
 def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:

@@ -81,12 +81,13 @@ def score_chunk(predictor: Predictor, chunk: Chunk, explain: Explain, schema: pa
         keep[validation.rejected] = False
         batch = batch.filter(pa.array(keep))
     scores = score_columns(predictor, validation.clean, explain)
-    lines = sorted([*errors, *chunk.unsplit], key=lambda e: e.row_number)  # stable: keeps column order
+    lines = pa.concat_batches([reject_batch(errors), chunk.unsplit])
+    lines = lines.take(np.argsort(lines.column(0).to_numpy(), kind="stable"))  # keeps column order
     return Scored(
         output=pa.RecordBatch.from_arrays([*batch.columns, *scores], schema=schema),
-        rejects=reject_batch(lines),
-        rows=chunk.batch.num_rows + len(chunk.unsplit),
-        rejected=int(validation.rejected.size) + len(chunk.unsplit),
+        rejects=lines,
+        rows=chunk.batch.num_rows + chunk.unsplit.num_rows,
+        rejected=int(validation.rejected.size) + chunk.unsplit.num_rows,
     )
 
 

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import sys
 import tempfile
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from features.errors import FileFormatError, LenriskError
 from features.model.riskmodel import RiskModel
 from features.tableio import atomic_path
 from service.batch.parallel import one_thread_per_kernel
-from service.batch.publish import RunPaths, RunSummary, write_run
+from service.batch.publish import RunPaths, RunSummary, claim_outputs, write_run
 from service.batch.read import BATCH_ROWS, Chunk, InputTable, read_csv_lines
 from service.batch.score import Explain, Scored, output_schema, score_chunk
 from service.errors import ModelLoadError
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
 
 #: One row per scored batch, returned by the executors (the batch itself is in the staging folder).
+QUIET_LOG4J = "log4j2-quiet.properties"  # beside this module
+_MASTER = re.compile(r"(?:--master|spark\.master)[=\s]+(\S+)")
 PART_SCHEMA = "block long, first long, lines long, rows long, rejected long, name string, error string"
 _ROW_INDEX = "__lenrisk_row_index"
 _SHIPPED: dict[tuple[str, str], str] = {}  # (Spark application id, digest) -> shipped artifact name
@@ -58,11 +62,15 @@ _PREDICTORS: dict[tuple[str, ...], Predictor] = {}  # executor-side cache, keyed
 
 
 @contextmanager
-def spark_session() -> Iterator[SparkSession]:
+def spark_session(*, quiet: bool = False) -> Iterator[SparkSession]:
     """The active Spark session, or a new one (stopped at exit) configured by spark-submit or spark-defaults.
 
-    Without any ``spark.master``, pyspark runs in local mode on every core. Executors run this Python
-    interpreter unless ``PYSPARK_PYTHON`` (or ``spark.pyspark.python`` under spark-submit) says otherwise.
+    Without any ``spark.master``, pyspark runs in local mode on every core; then ``SPARK_LOCAL_IP`` defaults
+    to 127.0.0.1 (else Spark warns that the host name resolves to a loopback address and binds to another
+    interface). ``quiet`` points log4j2 at an errors-only configuration before the JVM starts (its
+    start-up warnings come before ``setLogLevel`` could act), unless ``LOG4J_CONFIGURATION_FILE`` names one.
+    Executors run this Python interpreter unless ``PYSPARK_PYTHON`` (or ``spark.pyspark.python`` under
+    spark-submit) says otherwise.
     """
     from pyspark.sql import SparkSession
 
@@ -71,17 +79,48 @@ def spark_session() -> Iterator[SparkSession]:
         yield active
         return
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if _local_master():
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if quiet:
+        os.environ.setdefault("LOG4J_CONFIGURATION_FILE", str(Path(__file__).with_name(QUIET_LOG4J)))
     builder = (
         SparkSession.builder.appName("lenrisk-score")
         .config("spark.ui.showConsoleProgress", "false")
         # the local engine's batch size: Spark's default 10,000-row Arrow batches score slower (docs/batch.md)
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
     )
-    spark = builder.getOrCreate()
+    with _pandas_version_warning_ignored():
+        spark = builder.getOrCreate()
     try:
         yield spark
     finally:
         spark.stop()
+
+
+def _local_master() -> bool:
+    """Whether Spark will run in local mode: every ``spark.master`` given by ``PYSPARK_SUBMIT_ARGS`` or by
+    ``spark-defaults.conf`` (in ``SPARK_CONF_DIR``, else ``$SPARK_HOME/conf``) is ``local...``, or none is."""
+    import pyspark
+
+    texts = [os.environ.get("PYSPARK_SUBMIT_ARGS", "")]
+    home = os.environ.get("SPARK_HOME") or os.path.dirname(pyspark.__file__)
+    defaults = Path(os.environ.get("SPARK_CONF_DIR") or Path(home) / "conf") / "spark-defaults.conf"
+    if defaults.is_file():
+        texts += [line for line in defaults.read_text().splitlines() if not line.lstrip().startswith("#")]
+    return all(master.startswith("local") for text in texts for master in _MASTER.findall(text))
+
+
+@contextmanager
+def _pandas_version_warning_ignored() -> Iterator[None]:
+    """Ignore pyspark's "does not yet fully support pandas >= 3.0.0" FutureWarning, which its own code emits
+    when it starts a context (importing ``pyspark.testing``) and inside ``mapInArrow`` (through
+    ``pandas_udf``). No pandas is involved here: ``mapInArrow`` hands Arrow batches over, and the tests check
+    the results against the local engine's."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", "PySpark does not yet fully support pandas", FutureWarning, r"pyspark\."
+        )
+        yield
 
 
 def score_file_spark(
@@ -94,28 +133,37 @@ def score_file_spark(
     progress: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Score ``source`` on Spark and publish the run as :func:`service.batch.local.score_file` does."""
-    staging = paths.output.with_name(f".{paths.output.name}.{uuid.uuid4().hex}.parts")
-    staging.mkdir()
-    try:
-        scorer = _ExecutorScoring(
-            csv=source.format == ".csv",
-            schema=source.schema,
-            explain=explain,
-            models=_ship_models(spark, predictor),
-            bands=predictor.bands,
-            file_name=source.path.name,
-            staging=str(staging),
-        )
-        parts = _rows(spark, source).mapInArrow(scorer, PART_SCHEMA).collect()
-        failed = [part.error for part in parts if part.error is not None]
-        if failed:
-            raise FileFormatError(failed[0])
-        results = _in_file_order(parts, staging, source)
-        return write_run(
-            paths, source, results, predictor=predictor, explain=explain, engine="spark", progress=progress
-        )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with claim_outputs(paths):
+        staging = paths.output.with_name(f".{paths.output.name}.{uuid.uuid4().hex}.parts")
+        staging.mkdir()
+        try:
+            scorer = _ExecutorScoring(
+                csv=source.format == ".csv",
+                schema=source.schema,
+                explain=explain,
+                models=_ship_models(spark, predictor),
+                bands=predictor.bands,
+                file_name=source.path.name,
+                staging=str(staging),
+            )
+            with _pandas_version_warning_ignored():
+                scored = _rows(spark, source).mapInArrow(scorer, PART_SCHEMA)
+            parts = scored.collect()
+            failed = [part.error for part in parts if part.error is not None]
+            if failed:
+                raise FileFormatError(failed[0])
+            results = _in_file_order(parts, staging, source)
+            return write_run(
+                paths,
+                source,
+                results,
+                predictor=predictor,
+                explain=explain,
+                engine="spark",
+                progress=progress,
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 @dataclass(frozen=True)

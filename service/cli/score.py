@@ -101,7 +101,7 @@ def score(
         if engine is Engine.SPARK:
             from service.batch.spark import score_file_spark, spark_session
 
-            with spark_session() as spark:
+            with spark_session(quiet=quiet) as spark:
                 summary = score_file_spark(spark, predictor, paths, source, explain=explain, progress=advance)
         else:
             summary = score_file(predictor, paths, source, explain=explain, progress=advance)

@@ -22,11 +22,17 @@ import pytest
 from features.encoding import FeatureEncoder
 from features.model.riskmodel import RiskModel
 from features.schema import OUTCOMES, PREDICTOR_NAMES
-from features.tableio import read_table
+from features.tableio import StagedFile, read_table
 from features.validate import validate_table
 from service.batch import local
 from service.batch.local import prepare_run, score_file
-from service.batch.publish import ReconciliationError, RunSummary, sha256_file
+from service.batch.publish import (
+    BatchPathError,
+    ReconciliationError,
+    RunSummary,
+    claim_outputs,
+    sha256_file,
+)
 from service.batch.read import BATCH_ROWS
 from service.batch.score import Explain, Scored
 from service.predictor import FIELDS, LoadedModel, Predictor
@@ -221,6 +227,35 @@ def test_manifest_records_counts_hashes_and_models(predictor, csv_lines, tmp_pat
     ]
 
 
+def manifest_paths_follow_the_rule(manifest_path: Path) -> dict[str, str]:
+    """Every path in the manifest is relative to the manifest's folder and names the file whose hash it
+    records (also after the folders are moved together); returns the paths."""
+    manifest = json.loads(manifest_path.read_text())
+    paths = {kind: manifest[kind]["path"] for kind in ("input", "output", "rejects")}
+    for kind, path in paths.items():
+        assert not Path(path).is_absolute(), (kind, path)
+        assert sha256_file(manifest_path.parent / path) == manifest[kind]["sha256"], kind
+    return paths
+
+
+def test_manifest_paths_are_relative_to_the_manifest_folder(predictor, csv_lines, tmp_path):
+    for folder in ("in", "out", "elsewhere"):
+        (tmp_path / "run" / folder).mkdir(parents=True)
+    csv_lines.to_csv(tmp_path / "run" / "in" / "lines.csv", index=False)
+    paths, table = prepare_run(
+        tmp_path / "run" / "in" / "lines.csv",
+        tmp_path / "run" / "out" / "scored.parquet",
+        tmp_path / "run" / "elsewhere" / "rejects.csv",
+    )
+    score_file(predictor, paths, table)
+    (tmp_path / "run").rename(tmp_path / "moved")
+    assert manifest_paths_follow_the_rule(tmp_path / "moved" / "out" / "scored.parquet.manifest.json") == {
+        "input": "../in/lines.csv",
+        "output": "scored.parquet",
+        "rejects": "../elsewhere/rejects.csv",
+    }
+
+
 @pytest.mark.parametrize(("suffix", "models"), [(".csv", "predictor"), (".parquet", "boosted")])
 def test_rerun_gives_identical_content_and_batch_size_does_not_matter(
     request, csv_lines, tmp_path, suffix, models
@@ -284,8 +319,9 @@ def test_counts_that_do_not_reconcile_publish_nothing(predictor, csv_lines, tmp_
     assert [p.name for p in tmp_path.iterdir()] == ["lines.csv"]
 
 
-@pytest.mark.slow
-def test_a_killed_run_leaves_no_output_under_the_final_names(registry, tmp_path):
+def test_a_killed_run_leaves_no_output_under_the_final_names_and_the_next_run_removes_its_temporaries(
+    registry, predictor, tmp_path
+):
     generate_cohort(3000, seed=4).to_parquet(tmp_path / "lines.parquet", index=False)
     script = textwrap.dedent(
         """
@@ -314,9 +350,44 @@ def test_a_killed_run_leaves_no_output_under_the_final_names(registry, tmp_path)
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(timeout=30)
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names[-1] == "lines.parquet" and len(names) == 3  # plus the two hidden temporary files
-    assert all(name.startswith((".scored.csv.", ".scored.rejects.csv.")) for name in names[:2])
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "lines.parquet")
+    assert not any(tmp_path.glob("scored*"))  # nothing under a final name
+    stale = [name for name in left if name.endswith(".tmp")]
+    assert len(stale) == 2 and {name.split(".")[1] for name in stale} == {"scored"}
+    assert all(name.startswith((".scored.csv.", ".scored.rejects.csv.")) for name in left)
+
+    hex32 = "0123456789abcdef" * 2
+    others = [  # not temporaries of this run's files: kept
+        f".scored.parquet.{hex32}.tmp",  # another output's
+        f".scored.csv.x.csv.{hex32}.tmp",  # output scored.csv.x.csv's
+        ".scored.csv.notes.tmp",  # not a staged file's name
+        f"scored.csv.{hex32}.tmp",  # not hidden
+    ]
+    for name in others:
+        (tmp_path / name).write_text("keep")
+    parts = tmp_path / f".scored.csv.{hex32}.parts"  # as a killed Spark driver leaves its staging folder
+    parts.mkdir()
+    (parts / "0-0.out").write_text("part")
+    summary = run(predictor, tmp_path / "lines.parquet", tmp_path / "scored.csv")
+    assert summary.counts["read"] == 3000
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["lines.parquet", "scored.csv", "scored.rejects.csv", "scored.csv.manifest.json", *others]
+    )
+    assert all((tmp_path / name).read_text() == "keep" for name in others)
+
+
+def test_a_second_run_on_the_same_output_is_refused_and_leaves_the_first_runs_temporaries(
+    predictor, csv_lines, tmp_path
+):
+    csv_lines.to_csv(tmp_path / "lines.csv", index=False)
+    paths, table = prepare_run(tmp_path / "lines.csv", tmp_path / "scored.csv")
+    with claim_outputs(paths):  # a first run, under way
+        staged = StagedFile(paths.output)
+        staged.tmp.write_text("in the making")
+        with pytest.raises(BatchPathError, match=r"^scored.csv: another run is writing it$"):
+            score_file(predictor, paths, table)
+        assert staged.tmp.read_text() == "in the making"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["lines.csv", staged.tmp.name])  # no locks
 
 
 def test_cli_scores_a_file_and_prints_the_reconciled_counts(lenrisk, csv_lines, tmp_path):

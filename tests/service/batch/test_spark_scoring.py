@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +26,7 @@ from service.batch.publish import sha256_file
 from service.batch.score import Explain
 from service.batch.spark import score_file_spark
 from tests.helpers import same_scores
+from tests.service.batch.test_batch import manifest_paths_follow_the_rule
 from training.cohort.generate import generate_cohort
 
 N = 300
@@ -100,6 +104,12 @@ def test_csv_scores_and_rejects_match_the_local_engine(spark, predictor, bad_csv
     assert manifests["spark"]["counts"]["read"] == N and manifests["spark"]["counts"]["scored"] == N - 8
     assert manifests["spark"]["engine"] == "spark"
     assert manifests["spark"]["models"] == manifests["local"]["models"]
+    for engine in ("local", "spark"):
+        assert manifest_paths_follow_the_rule(tmp_path / f"{engine}.csv.manifest.json") == {
+            "input": "lines.csv",
+            "output": f"{engine}.csv",
+            "rejects": f"{engine}.rejects.csv",
+        }
 
 
 def test_parquet_scores_match_the_local_engine_with_input_types_kept(spark, predictor, tmp_path):
@@ -171,3 +181,50 @@ def test_the_registered_model_runs_as_a_spark_udf_on_a_plain_csv(spark, registry
     np.testing.assert_allclose(
         scored["risk"].map(lambda r: r["probability"]).to_numpy(), expected, atol=1e-12
     )
+
+
+def test_cli_spark_engine_under_quiet_prints_only_the_result(registry, bad_csv, tmp_path):
+    """``lenrisk score --engine spark --quiet`` in a fresh process (its own JVM, as a user starts it): no
+    Spark start-up notices (log4j profile, default log level, loopback host name, native-hadoop), no pandas
+    FutureWarning; only the result line on stdout. The one line left is the JVM's own notice of the
+    incubator module Spark's launcher always adds, which no option silences."""
+    (tmp_path / "lines.csv").write_bytes(bad_csv)
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("SPARK_LOCAL_IP", "PYSPARK_SUBMIT_ARGS")},
+        "LENRISK_MLRUNS_DIR": str(registry["root"]),
+        "MLFLOW_TRACKING_URI": "",
+    }
+    lenrisk = Path(sys.executable).with_name("lenrisk")
+    args = ["score", "--input", "lines.csv", "--output", "out.csv", "--engine", "spark", "--quiet"]
+    result = subprocess.run(
+        [lenrisk, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(result.stderr.splitlines()) <= {"WARNING: Using incubator modules: jdk.incubator.vector"}
+    manifest = tmp_path / "out.csv.manifest.json"
+    assert result.stdout.splitlines() == [
+        f"{N} rows read = {N - 8} scored + 8 rejected (35 reject lines); manifest {manifest}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("submit_args", "defaults", "local"),
+    [
+        (None, None, True),
+        ("--master local[2] pyspark-shell", None, True),
+        ("--master yarn --deploy-mode client pyspark-shell", None, False),
+        ("--conf spark.master=k8s://https://k:443 pyspark-shell", None, False),
+        (None, "# spark.master  spark://master:7077\nspark.master  yarn\n", False),
+        (None, "# spark.master  spark://master:7077\n", True),
+    ],
+)
+def test_spark_local_ip_is_only_defaulted_in_local_mode(monkeypatch, tmp_path, submit_args, defaults, local):
+    from service.batch.spark import _local_master
+
+    monkeypatch.delenv("PYSPARK_SUBMIT_ARGS", raising=False)
+    if submit_args is not None:
+        monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", submit_args)
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    if defaults is not None:
+        (tmp_path / "spark-defaults.conf").write_text(defaults)
+    assert _local_master() is local
