@@ -4,8 +4,9 @@
 models in the background (``/healthz`` answers at once, ``/readyz`` is 503 until both models are loaded),
 and optionally polls the alias. Each request captures the predictor reference once, so a reload (resolve,
 load, verify, warm, then swap one reference) never mixes versions within a request. Errors are answered by
-the one table in :mod:`service.api.errors`; oversized bodies get 413 (:mod:`service.api.limits`). Without
-API keys only loopback connections are answered (:mod:`service.api.loopback`).
+the one table in :mod:`service.api.errors`; unauthenticated and over-limit requests get 401 and 429 before
+their body is read (:mod:`service.api.gate`), oversized bodies 413 (:mod:`service.api.limits`). Without API
+keys only loopback connections are answered (:mod:`service.api.loopback`).
 """
 
 from __future__ import annotations
