@@ -8,7 +8,6 @@ calibrated log-odds scale (contributions are SHAP values summed per contract fie
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 from scipy.special import expit
 
+from features.bands import RiskBands
+from features.bands import default_bands as default_bands  # re-exported for service.settings
 from features.encoding import CATEGORICAL_INPUTS, FEATURE_GROUPS, FEATURE_NAMES, NUMERIC_INPUTS
 from features.model.riskmodel import Explanation, RiskModel
 from features.schema import COMORBIDITIES, COMORBIDITY_COLUMNS, OUTCOMES, PREDICTOR_NAMES
@@ -63,30 +64,6 @@ BAND_RULE = (
     "synthetic development cohort, whose rates come from published studies (in the key study, 34 of 107 "
     "lines were stopped for toxicity and 33 of 107 had a dose reduction)."
 )
-
-
-@dataclass(frozen=True)
-class RiskBands:
-    """Cut points: low < ``intermediate`` <= intermediate < ``high`` <= high."""
-
-    intermediate: float
-    high: float
-
-    def band(self, probability: float) -> str:
-        """The band of a probability."""
-        return (
-            "high"
-            if probability >= self.high
-            else "intermediate"
-            if probability >= self.intermediate
-            else "low"
-        )
-
-
-def default_bands(average: float) -> RiskBands:
-    """Bands anchored on an average risk: intermediate from it rounded up to 5%, high from twice that."""
-    intermediate = math.ceil(round(average * 20, 9)) / 20
-    return RiskBands(intermediate, round(2 * intermediate, 9))
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,19 @@ bootstrap (Noma et al., Stat Med 2021), calibration by the spread of the resampl
 development data (the optimism's spread only). Calibration-in-the-large is the intercept with the linear
 predictor as offset. The model was developed on all lines: there is no held-out split."""
 
+STABILITY_NOTE = """Each of the {resamples} bootstrap models (the whole procedure repeated on a resample of
+patients) predicted every development line. On average, a line's risk from a bootstrap model differs from
+this model's by {points:.1f} percentage points (mean absolute prediction error, MAPE {mape:.3f}); per line,
+the MAPE has a median of {median:.3f} and a 90th percentile of {p90:.3f} (largest {largest:.3f}). Risk bands
+here follow the service's default rule on this development data's average risk ({average:.3f}): intermediate
+from {intermediate:.0%}, high from {high:.0%} (the service's configured bands may differ). A bootstrap model
+put a line in another band for {moved:.1%} of line-model pairs: across the {intermediate:.0%} cut point for
+{moved_intermediate:.1%}, across the {high:.0%} cut point for {moved_high:.1%}. These figures show how much
+a patient's risk depends on which patients happened to be in the development data. Plots:
+`plots/instability_prediction.png`, `instability_mape.png`, `instability_calibration.png`,
+`instability_classification.png`, `instability_decision_curve.png`. Riley RD, Collins GS. Stability of
+clinical prediction models developed using statistical or machine learning methods. Biom J 2023;65:2200302."""
+
 EXPLANATIONS_NOTE = """Mean absolute SHAP value on the calibrated log-odds scale, over the development lines
 (a patient's contributions add up to the logit of their risk). The explanation starts from the base value,
 the average log-odds of the development patients, and each field moves it to the patient's own log-odds; the
@@ -137,6 +150,7 @@ class ModelCard:
             self._model(),
             self._calibration(),
             self._performance(),
+            self._stability(),
             self._subgroups(),
             self._explanations(),
             self._limitations(),
@@ -357,6 +371,26 @@ class ModelCard:
                 "",
                 note,
             ]
+        )
+
+    def _stability(self) -> str:
+        head = "## Stability of individual predictions (Riley & Collins 2023)\n\n"
+        s = self.outcome.instability
+        if not s:
+            return head + "Not estimated: no bootstrap resample gave a model."
+        return head + STABILITY_NOTE.format(
+            resamples=self.outcome.validation.resamples,
+            mape=s["instability_mape"],
+            points=100 * s["instability_mape"],
+            median=s["instability_mape_median"],
+            p90=s["instability_mape_p90"],
+            largest=s["instability_mape_max"],
+            average=self.outcome.model.info["average_risk"],
+            intermediate=s["instability_cut_intermediate"],
+            high=s["instability_cut_high"],
+            moved=s["classification_instability"],
+            moved_intermediate=s["classification_instability_intermediate"],
+            moved_high=s["classification_instability_high"],
         )
 
     def _subgroups(self) -> str:

@@ -10,7 +10,8 @@ The steps, per outcome (``features.schema.OUTCOMES``):
    (:mod:`training.selection`), and it is fitted, shrunk or calibrated, on all lines.
 3. **Internal validation** (:mod:`training.validation`): the whole of step 2 is repeated on ``n_boot``
    bootstrap resamples of patients; the optimism-corrected AUC, calibration and Brier score, with confidence
-   intervals, are what the model is reported with.
+   intervals, are what the model is reported with; the resample models' risks for every line show how
+   unstable the individual predictions are (:mod:`training.instability`).
 4. **Gates**: a model is usable only if it beats the intercept-only model on the optimism-corrected log loss
    and its corrected calibration slope is positive; the registry registers nothing else.
 5. Out-of-fold risks of the chosen candidate give the reliability, ROC and decision curves and the subgroup
@@ -29,12 +30,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy.special import expit
 
+from features.bands import default_bands
 from features.encoding import FEATURE_GROUPS, FEATURE_NAMES, FeatureEncoder
 from features.errors import LenriskError
 from features.model.registry import MODEL_NAMES
 from features.model.riskmodel import RiskModel
 from features.schema import OUTCOMES
-from training import evaluation
+from training import evaluation, instability
 from training.candidates import ORDER, Adequacy, adequacy, refuse_small, spec
 from training.explain import beeswarm_figure, importance_table
 from training.selection import N_SPLITS, CVResult, choose, cross_validate, default_repeats
@@ -68,6 +70,7 @@ class OutcomeResult:
     figures: dict[str, Figure]
     data: dict[str, Any]
     problems: list[str] = field(default_factory=list)  # why the model is not usable (empty: usable)
+    instability: dict[str, float] = field(default_factory=dict)  # training.instability.summary (metrics)
 
     @property
     def usable(self) -> bool:
@@ -261,6 +264,11 @@ def _result(
     figures = evaluation.figures_for(y, oof, title, groups=groups, seed=seed)
     figures["shap_beeswarm.png"] = beeswarm_figure(explanation, X[sample], title)
     probability = model.probability(frame)
+    stability = {}
+    if validation.resamples:  # the bootstrap models' risks against the model's (bands: the default rule)
+        bands, name = default_bands(float(probability.mean())), f"{MODEL_NAMES[outcome]} ({chosen})"
+        stability = instability.summary(probability, validation.predictions, bands)
+        figures |= instability.figures(y, probability, validation.predictions, bands, name, seed=seed)
     info = {
         "chosen_because": reason,
         "cv_repeats": len(cv[chosen].log_loss) // N_SPLITS,
@@ -293,6 +301,7 @@ def _result(
             "n_feature_groups": len(set(FEATURE_GROUPS.values())),
         },
         problems=_problems(chosen, validation, null),
+        instability=stability,
     )
 
 

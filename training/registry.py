@@ -378,6 +378,7 @@ def _metrics(outcome: OutcomeResult) -> dict[str, float]:
     metrics = outcome.validation.flat()
     metrics["null_validated_log_loss"] = outcome.null.metrics["log_loss"].corrected
     metrics["bootstrap_failed"] = outcome.validation.failed
+    metrics |= outcome.instability
     metrics |= {
         f"cv_{name}_{key}": value for name, cv in outcome.cv.items() for key, value in cv.summary().items()
     }
