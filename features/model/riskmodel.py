@@ -10,6 +10,8 @@ Artifact layout (a directory; no pickles)::
     encoder.json     fitted feature encoding (features.encoding)
     estimator.json   coefficients (logistic) or parameters (xgboost)
     booster.ubj      XGBoost native model (xgboost only)
+    ensemble.json    the bootstrap refits behind the uncertainty interval (features.model.ensemble; absent
+                     from artifacts registered before intervals: such a model loads with no interval)
     digests.json     SHA-256 of every file above, verified on load
 """
 
@@ -28,10 +30,14 @@ from scipy.special import expit
 from features.encoding import FEATURE_NAMES, FeatureEncoder
 from features.errors import ArtifactError
 from features.model.calibration import PlattCalibrator
+from features.model.ensemble import FILE as ENSEMBLE_FILE
+from features.model.ensemble import LinearEnsemble
 from features.model.estimators import BoostedModel, LogisticModel, load_estimator
 
 FORMAT = "lenrisk.risk-model"
 VERSION = 1
+#: The coverage of every uncertainty interval: its bounds are the 2.5th and 97.5th percentiles.
+INTERVAL_LEVEL = 0.95
 
 
 @dataclass(frozen=True)
@@ -57,11 +63,17 @@ class RiskModel:
     estimator: LogisticModel | BoostedModel
     calibrator: PlattCalibrator
     info: dict[str, Any] = field(default_factory=dict)
+    ensemble: LinearEnsemble | None = None  # bootstrap refits (features.model.ensemble); None: no interval
 
     @property
     def family(self) -> str:
         """``logistic`` or ``xgboost``."""
         return self.estimator.family
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether the artifact carries the bootstrap refits an uncertainty interval is made of."""
+        return self.ensemble is not None
 
     def encode(self, rows: Mapping[str, Any]) -> np.ndarray:
         """Encoded feature matrix of validated contract rows."""
@@ -78,6 +90,53 @@ class RiskModel:
     def probability(self, rows: Mapping[str, Any]) -> np.ndarray:
         """Calibrated probability of validated contract rows."""
         return expit(self.logit_of(self.encode(rows)))
+
+    def interval_encoded(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds (calibrated probabilities) of the :data:`INTERVAL_LEVEL` uncertainty
+        interval of encoded rows; NaN without an ensemble (:attr:`has_interval`).
+
+        The bounds are the 2.5th and 97.5th percentiles of the row's calibrated probabilities under the
+        ``B`` bootstrap refits (:mod:`features.model.ensemble`; Riley & Collins 2023): a percentile
+        interval, so the point estimate, fitted on all lines, usually lies inside it but need not.
+
+        Estimation uncertainty only: not the patient's outcome, and not the extrapolation to inputs the
+        model never saw (:meth:`interval` leaves those out). No applicability check here: encoded rows no
+        longer show their raw values.
+        """
+        if self.ensemble is None:
+            nan = np.full(X.shape[0], np.nan)
+            return nan, nan.copy()
+        tail = (1 - INTERVAL_LEVEL) / 2
+        lower, upper = np.quantile(expit(self.ensemble.logits(X)), [tail, 1 - tail], axis=1)
+        return lower, upper
+
+    def outside_training(self, rows: Mapping[str, Any]) -> np.ndarray:
+        """Per row: a numeric input outside the training range or a category no training line had (the
+        service's ``outside_training_range`` and ``not_seen_in_training`` warnings; unknown values are
+        imputed as in training and do not count)."""
+        encoder = self.encoder
+        outside = np.zeros(len(rows["age"]), dtype=bool)
+        for name, r in encoder.ranges_.items():
+            values = np.asarray(rows[name], dtype=np.float64)
+            outside |= (values < r["min"]) | (values > r["max"])  # NaN (unknown) compares False
+        for name, counts in encoder.categories_.items():
+            unseen = [value for value, count in counts.items() if count == 0]
+            if unseen:
+                outside |= np.isin(np.asarray(rows[name], dtype=object), unseen)
+        return outside
+
+    def interval(
+        self, rows: Mapping[str, Any], *, encoded: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`interval_encoded` of validated contract rows, NaN for rows :meth:`outside_training`: there
+        the risk is an extrapolation, and the refits, which share the model's form, would agree on it and
+        give a deceptively narrow interval (e.g. a setting no training line had gets the same zero
+        coefficient in every refit). ``encoded``: the rows already encoded, if the caller has them."""
+        lower, upper = self.interval_encoded(self.encode(rows) if encoded is None else encoded)
+        outside = self.outside_training(rows)
+        lower[outside] = np.nan
+        upper[outside] = np.nan
+        return lower, upper
 
     def explain_encoded(self, X: np.ndarray) -> Explanation:
         """SHAP contributions of encoded rows, scaled onto the calibrated logit (exactly additive)."""
@@ -106,6 +165,8 @@ class RiskModel:
         (directory / "model.json").write_text(json.dumps(model, indent=1))
         (directory / "encoder.json").write_text(json.dumps(self.encoder.to_dict(), indent=1))
         files = ["model.json", "encoder.json", *self.estimator.save(directory)]
+        if self.ensemble is not None:
+            files += self.ensemble.save(directory)
         digests = {name: _sha256(directory / name) for name in sorted(files)}
         (directory / "digests.json").write_text(json.dumps(digests, indent=1))
         return _sha256(directory / "digests.json")
@@ -139,6 +200,7 @@ class RiskModel:
             estimator=load_estimator(directory, model["family"]),
             calibrator=PlattCalibrator.from_dict(model["calibrator"]),
             info=model.get("info", {}),
+            ensemble=LinearEnsemble.load(directory) if ENSEMBLE_FILE in digests else None,
         )
 
 
