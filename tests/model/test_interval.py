@@ -39,9 +39,12 @@ def test_the_ensemble_is_every_refits_calibrated_logit_in_closed_form(refitted, 
     model, X = refitted["model"], fitted["X"][:300]
     explicit = np.column_stack([cal.logit(est.margin(X)) for est, cal in refitted["fits"]])
     np.testing.assert_allclose(model.ensemble.logits(X), explicit, rtol=0, atol=1e-10)
+    sd = explicit.std(axis=1, ddof=1)
+    np.testing.assert_allclose(model.ensemble.logit_sd(X), sd, rtol=1e-9)
     lower, upper = model.interval_encoded(X)
-    expected = np.quantile(expit(explicit), [0.025, 0.975], axis=1)
-    np.testing.assert_allclose(np.vstack([lower, upper]), expected, rtol=0, atol=1e-12)
+    logit = model.logit_of(X)
+    np.testing.assert_allclose(lower, expit(logit - 1.959964 * sd), rtol=1e-6)
+    np.testing.assert_allclose(upper, expit(logit + 1.959964 * sd), rtol=1e-6)
     assert INTERVAL_LEVEL == 0.95 and model.ensemble.size == N_REFITS
 
 
@@ -51,11 +54,14 @@ def test_the_interval_is_a_spread_around_the_risk(refitted, fitted):
     point = model.bulk_probability(X)
     width = upper - lower
     assert ((lower > 0) & (lower < upper) & (upper < 1)).all()
-    # 3,000 lines, 26 parameters: a few points of risk wide, and wider where the risk is near one half.
-    assert 0.02 < np.median(width) < 0.15
+    # 3,000 lines, 26 parameters: some points of risk wide, and wider where the risk is near one half.
+    assert 0.05 < np.median(width) < 0.25
     assert np.median(width[np.abs(point - 0.5) < 0.1]) > np.median(width[point < 0.1])
-    # A percentile interval need not contain the point estimate; with mild shrinkage it nearly always does.
-    assert np.mean((lower <= point) & (point <= upper)) > 0.97
+    # Centred on the served risk on the log-odds scale: it always contains it.
+    assert ((lower < point) & (point < upper)).all()
+    # And close to the refits' own 2.5th-97.5th percentiles (3,000 lines: nearly normal log-odds).
+    percentiles = np.quantile(expit(model.ensemble.logits(X)), [0.025, 0.975], axis=1)
+    assert np.median(np.abs(percentiles[1] - percentiles[0] - width) / width) < 0.15
 
 
 def test_the_artifact_carries_the_ensemble_verified(refitted, fitted, tmp_path):
