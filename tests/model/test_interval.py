@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
+from features.encoding import FEATURE_NAMES
 from features.errors import ArtifactError
 from features.model.pyfunc import RiskModelPyfunc
 from features.model.riskmodel import INTERVAL_LEVEL, RiskModel
 from training import interval
+from training.candidates import PARSIMONIOUS
 from training.validation import patient_resamples
 
 N_REFITS = 40
@@ -132,3 +134,14 @@ def test_the_pyfunc_returns_the_interval_columns(refitted, fitted):
     pyfunc.model = fitted["models"]["logistic"]  # registered before intervals: NaN bounds, same columns
     out = pyfunc.predict(None, rows)
     assert out[["lower", "upper"]].isna().all().all() and out["probability"].notna().all()
+
+
+def test_a_resample_choosing_trees_refits_the_linear_champion_and_a_boosted_champion_gets_none(fitted):
+    X, y = fitted["X"][:400], fitted["y"][:400]
+    groups = fitted["frame"]["patient_id"].to_numpy()[:400]
+    model, calibrator = interval.refit("xgboost", "parsimonious", X, y, seed=0, groups=groups)
+    used = np.flatnonzero(model.coef)
+    assert {FEATURE_NAMES[i] for i in used} == set(PARSIMONIOUS)
+    assert calibrator.slope > 0
+    assert interval.refit("parsimonious", "xgboost", X, y, seed=0, groups=groups) is None
+    assert interval.ensemble([None, None]) is None
