@@ -101,7 +101,8 @@ class RiskModel:
         row's calibrated logit ± z · (standard deviation of its logits under the ``B`` bootstrap refits,
         :meth:`LinearEnsemble.logit_sd`, closed form), z the standard normal quantile of the level, mapped
         to probabilities. It is centred on the served risk, so it always contains it. Chosen over the
-        2.5th-97.5th percentiles of the refits' risks, which covered the generator's true risks less often
+        2.5th-97.5th percentiles of the refits' risks, which covered the generator's true risks as often
+        with 200 refits but less often with 50, and need every refit's risk of a row sorted
         (docs/training.md, "Uncertainty intervals").
 
         Estimation uncertainty only: not the patient's outcome, and not the extrapolation to inputs the
