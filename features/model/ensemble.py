@@ -14,7 +14,7 @@ the covariance of the refits' ``(w0, W)`` and ``x~ = (1, x)``: O(features²) per
 
 The interval made of them (``features.model.riskmodel.RiskModel.interval_encoded``) is described there.
 References: Riley RD, Collins GS. Biom J 2023;65:2200302 (the bootstrap models' spread of an individual's
-predictions); Efron B, Tibshirani RJ. An Introduction to the Bootstrap, 1993, sections 13.2-13.3 (the
+predictions); Efron B, Tibshirani RJ. An Introduction to the Bootstrap, 1993, chapters 12-13 (the
 standard bootstrap interval).
 """
 

@@ -97,7 +97,7 @@ class RiskModel:
         """Lower and upper bounds (calibrated probabilities) of the :data:`INTERVAL_LEVEL` uncertainty
         interval of encoded rows; NaN without an ensemble (:attr:`has_interval`).
 
-        The standard bootstrap interval on the log-odds scale (Efron & Tibshirani 1993, section 13.3): the
+        The standard bootstrap interval on the log-odds scale (Efron & Tibshirani 1993, chapters 12-13): the
         row's calibrated logit ± z · (standard deviation of its logits under the ``B`` bootstrap refits,
         :meth:`LinearEnsemble.logit_sd`, closed form), z the standard normal quantile of the level, mapped
         to probabilities. It is centred on the served risk, so it always contains it. Chosen over the
