@@ -19,7 +19,7 @@ from scipy.special import expit
 from features.bands import RiskBands
 from features.bands import default_bands as default_bands  # re-exported for service.settings
 from features.encoding import CATEGORICAL_INPUTS, FEATURE_GROUPS, FEATURE_NAMES, NUMERIC_INPUTS
-from features.model.riskmodel import Explanation, RiskModel
+from features.model.riskmodel import INTERVAL_LEVEL, Explanation, RiskModel
 from features.schema import COMORBIDITIES, COMORBIDITY_COLUMNS, OUTCOMES, PREDICTOR_NAMES
 
 #: Contract fields in the order their contributions are reported (the encoder's groups).
@@ -75,6 +75,10 @@ class OutcomePrediction:
     base_value: float
     contributions: list[tuple[str, Any, float]]  # (field, value shown, log-odds contribution), largest first
     model: LoadedModel
+    #: (lower, upper, level) of the uncertainty interval (``RiskModel.interval``: estimation uncertainty
+    #: only); None for a model registered without one, or a record outside the training data (its
+    #: applicability warnings say which input).
+    interval: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,9 @@ class Predictor:
 
         ``columns`` maps each predictor name to a sequence of validated values (a DataFrame works).
         """
-        encoded = self._encode(columns)
+        return self._explain(self._encode(columns))
+
+    def _explain(self, encoded: dict[str, np.ndarray]) -> dict[str, tuple[Explanation, np.ndarray]]:
         out = {}
         for outcome, loaded in self.models.items():
             explanation = loaded.model.explain_encoded(encoded[outcome])
@@ -148,9 +154,10 @@ class Predictor:
 
     def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Prediction]:
         """Predict and explain both outcomes for validated contract rows (dicts with ``cm_*`` flags)."""
-        per_outcome = self.explain_columns(
-            {name: [row.get(name) for row in rows] for name in PREDICTOR_NAMES}
-        )
+        columns = {name: [row.get(name) for row in rows] for name in PREDICTOR_NAMES}
+        encoded = self._encode(columns)
+        per_outcome = self._explain(encoded)
+        bounds = {o: m.model.interval(columns, encoded=encoded[o]) for o, m in self.models.items()}
         results = []
         for i, row in enumerate(rows):
             outcomes = {}
@@ -166,6 +173,7 @@ class Predictor:
                         (FIELDS[j], shown_value(FIELDS[j], row), float(grouped[i, j])) for j in order
                     ],
                     model=loaded,
+                    interval=_interval(*bounds[outcome], i),
                 )
             results.append(
                 Prediction(outcomes=outcomes, warnings=self._model_warnings + self.applicability(row))
@@ -236,6 +244,13 @@ class Predictor:
             return {"field": name, "value": value, "kind": kind, "range": [lo, hi], "message": message}
         message = f"no training line had {name} {value}; the risk is extrapolated"
         return {"field": name, "value": value, "kind": kind, "message": message}
+
+
+def _interval(lower: np.ndarray, upper: np.ndarray, i: int) -> tuple[float, float, float] | None:
+    """Row ``i``'s (lower, upper, level), None where the kernel gives no interval (NaN)."""
+    if np.isnan(lower[i]):
+        return None
+    return float(lower[i]), float(upper[i]), INTERVAL_LEVEL
 
 
 def shown_value(name: str, row: Mapping[str, Any]) -> Any:

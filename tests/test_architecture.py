@@ -115,7 +115,7 @@ def test_the_app_and_the_served_model_load_no_training_code(registry, record, ro
     )
     assert out.returncode == 0, out.stderr[-3000:]
     shape, modules = out.stdout.strip().splitlines()[-2:]
-    assert shape == "(1, 2)"
+    assert shape == "(1, 4)"  # probability, logit, lower, upper
     loaded = json.loads(modules)
     assert "service.api.app" in loaded and "features.model.riskmodel" in loaded
     assert not [m for m in loaded if m.split(".")[0] in TRAINING_ONLY]

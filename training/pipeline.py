@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,7 @@ from features.errors import LenriskError
 from features.model.registry import MODEL_NAMES
 from features.model.riskmodel import RiskModel
 from features.schema import OUTCOMES
-from training import evaluation, instability
+from training import evaluation, instability, interval
 from training.candidates import ORDER, Adequacy, adequacy, refuse_small, spec
 from training.explain import beeswarm_figure, importance_table
 from training.selection import N_SPLITS, CVResult, choose, cross_validate, default_repeats
@@ -207,10 +207,18 @@ def train(
     advance = progress(f"bootstrap validation ({n_boot} resamples)", n_boot) if progress else None
     outcomes = {o: procedure.y[o] for o in OUTCOMES} | {f"{o}:null": procedure.y[o] for o in OUTCOMES}
 
+    X_dev = developed.encoder.transform(frame)
+    refits: dict[str, list] = {o: [] for o in OUTCOMES}  # per resample, for the uncertainty interval
+
     def develop(rows: np.ndarray, b: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         if b == 0:
             return procedure.risks(developed, rows)
-        return procedure.risks(procedure.develop(rows, seed=seed + b, resample=True), rows)
+        resampled = procedure.develop(rows, seed=seed + b, resample=True)
+        for o, fits in refits.items():
+            chosen = resampled.chosen[o][0], developed.chosen[o][0]
+            y, groups = procedure.y[o][rows], procedure.patients[rows]
+            fits.append(interval.refit(*chosen, X_dev[rows], y, seed=seed + b, groups=groups))
+        return procedure.risks(resampled, rows)
 
     validations = optimism_bootstrap(
         develop,
@@ -226,6 +234,8 @@ def train(
         results[o] = _result(
             o, frame, developed, validations[o], validations[f"{o}:null"], checks[o], seed=seed
         )
+        model = replace(results[o].model, ensemble=interval.ensemble(refits[o]))
+        results[o].model = replace(model, info=model.info | interval.summary(model, frame))
         if advance:
             advance()
     return TrainingResult(outcomes=results, source=source, seed=seed, n_boot=n_boot, frame=frame)

@@ -117,7 +117,8 @@ class Promotion:
 
 
 def model_signature() -> ModelSignature:
-    """Contract columns in, calibrated ``probability`` and its ``logit`` out.
+    """Contract columns in, calibrated ``probability``, its ``logit`` and the uncertainty interval's ``lower``
+    and ``upper`` bounds (NaN: no interval) out.
 
     Numeric columns are declared as any type: a registry file read with ``pandas.read_csv`` holds integer
     ages and ECOG, floats where a value is missing, and MLflow would refuse an int64 column declared double
@@ -133,7 +134,8 @@ def model_signature() -> ModelSignature:
         for c in RECORD_COLUMNS
     ]
     return ModelSignature(
-        inputs=Schema(inputs), outputs=Schema([ColSpec("double", "probability"), ColSpec("double", "logit")])
+        inputs=Schema(inputs),
+        outputs=Schema([ColSpec("double", c) for c in ("probability", "logit", "lower", "upper")]),
     )
 
 
@@ -393,6 +395,7 @@ def _metrics(outcome: OutcomeResult) -> dict[str, float]:
         "applied_shrinkage": outcome.model.calibrator.slope,
         "average_risk": outcome.model.info["average_risk"],
     }
+    metrics |= {k: v for k, v in outcome.model.info.items() if k.startswith("interval_")}
     return {k: float(v) for k, v in metrics.items()}
 
 

@@ -7,7 +7,9 @@ UBJSON) logged as the ``risk_model`` artifact, verified on load against the SHA-
 model config (``model_config["digest"]``).
 
 ``predict`` takes contract rows (a DataFrame; ``patient_id``, ``crcl_ml_min`` and ``ecog`` may be absent)
-and returns the calibrated ``probability`` and its ``logit`` as float64 columns, one row per input row.
+and returns the calibrated ``probability``, its ``logit`` and the bounds of its 95% uncertainty interval,
+``lower`` and ``upper`` (``RiskModel.interval``: NaN for a model registered without one and for rows
+outside the training data), as float64 columns, one row per input row.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class RiskModelPyfunc(PythonModel):
         )
 
     def predict(self, context: PythonModelContext, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        """``probability`` (calibrated) and ``logit`` per row; :class:`ContractError` if any row is invalid.
+        """``probability`` (calibrated), ``logit``, ``lower`` and ``upper`` per row; :class:`ContractError`
+        if any row is invalid.
 
         The error names the row, column and rule of each broken rule (the first few in the message, all in
         ``errors``), never a value.
@@ -59,8 +62,12 @@ class RiskModelPyfunc(PythonModel):
                 + (f"; and {more} more" if more > 0 else ""),
                 checked.errors,
             )
-        logit = self.model.logit_of(self.model.encode(checked.clean))
-        return pd.DataFrame({"probability": expit(logit), "logit": logit}, dtype=np.float64)
+        X = self.model.encode(checked.clean)
+        logit = self.model.logit_of(X)
+        lower, upper = self.model.interval(checked.clean, encoded=X)
+        return pd.DataFrame(
+            {"probability": expit(logit), "logit": logit, "lower": lower, "upper": upper}, dtype=np.float64
+        )
 
 
 mlflow.models.set_model(RiskModelPyfunc())

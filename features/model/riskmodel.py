@@ -10,6 +10,8 @@ Artifact layout (a directory; no pickles)::
     encoder.json     fitted feature encoding (features.encoding)
     estimator.json   coefficients (logistic) or parameters (xgboost)
     booster.ubj      XGBoost native model (xgboost only)
+    ensemble.json    the bootstrap refits behind the uncertainty interval (features.model.ensemble; absent
+                     from artifacts registered before intervals: such a model loads with no interval)
     digests.json     SHA-256 of every file above, verified on load
 """
 
@@ -20,6 +22,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -28,10 +31,15 @@ from scipy.special import expit
 from features.encoding import FEATURE_NAMES, FeatureEncoder
 from features.errors import ArtifactError
 from features.model.calibration import PlattCalibrator
+from features.model.ensemble import FILE as ENSEMBLE_FILE
+from features.model.ensemble import LinearEnsemble
 from features.model.estimators import BoostedModel, LogisticModel, load_estimator
 
 FORMAT = "lenrisk.risk-model"
 VERSION = 1
+#: The nominal coverage of every uncertainty interval.
+INTERVAL_LEVEL = 0.95
+_Z = NormalDist().inv_cdf(0.5 + INTERVAL_LEVEL / 2)
 
 
 @dataclass(frozen=True)
@@ -57,11 +65,17 @@ class RiskModel:
     estimator: LogisticModel | BoostedModel
     calibrator: PlattCalibrator
     info: dict[str, Any] = field(default_factory=dict)
+    ensemble: LinearEnsemble | None = None  # bootstrap refits (features.model.ensemble); None: no interval
 
     @property
     def family(self) -> str:
         """``logistic`` or ``xgboost``."""
         return self.estimator.family
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether the artifact carries the bootstrap refits an uncertainty interval is made of."""
+        return self.ensemble is not None
 
     def encode(self, rows: Mapping[str, Any]) -> np.ndarray:
         """Encoded feature matrix of validated contract rows."""
@@ -78,6 +92,56 @@ class RiskModel:
     def probability(self, rows: Mapping[str, Any]) -> np.ndarray:
         """Calibrated probability of validated contract rows."""
         return expit(self.logit_of(self.encode(rows)))
+
+    def interval_encoded(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds (calibrated probabilities) of the :data:`INTERVAL_LEVEL` uncertainty
+        interval of encoded rows; NaN without an ensemble (:attr:`has_interval`).
+
+        The standard bootstrap interval on the log-odds scale (Efron & Tibshirani 1993, chapters 12-13): the
+        row's calibrated logit ± z · (standard deviation of its logits under the ``B`` bootstrap refits,
+        :meth:`LinearEnsemble.logit_sd`, closed form), z the standard normal quantile of the level, mapped
+        to probabilities. It is centred on the served risk, so it always contains it. Chosen over the
+        2.5th-97.5th percentiles of the refits' risks, which covered the generator's true risks as often
+        with 200 refits but less often with 50, and need every refit's risk of a row sorted
+        (docs/training.md, "Uncertainty intervals").
+
+        Estimation uncertainty only: not the patient's outcome, and not the extrapolation to inputs the
+        model never saw (:meth:`interval` leaves those out). No applicability check here: encoded rows no
+        longer show their raw values.
+        """
+        if self.ensemble is None:
+            nan = np.full(X.shape[0], np.nan)
+            return nan, nan.copy()
+        logit, half = self.logit_of(X), _Z * self.ensemble.logit_sd(X)
+        return expit(logit - half), expit(logit + half)
+
+    def outside_training(self, rows: Mapping[str, Any]) -> np.ndarray:
+        """Per row: a numeric input outside the training range or a category no training line had (the
+        service's ``outside_training_range`` and ``not_seen_in_training`` warnings; unknown values are
+        imputed as in training and do not count)."""
+        encoder = self.encoder
+        outside = np.zeros(len(rows["age"]), dtype=bool)
+        for name, r in encoder.ranges_.items():
+            values = np.asarray(rows[name], dtype=np.float64)
+            outside |= (values < r["min"]) | (values > r["max"])  # NaN (unknown) compares False
+        for name, counts in encoder.categories_.items():
+            unseen = [value for value, count in counts.items() if count == 0]
+            if unseen:
+                outside |= np.isin(np.asarray(rows[name], dtype=object), unseen)
+        return outside
+
+    def interval(
+        self, rows: Mapping[str, Any], *, encoded: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`interval_encoded` of validated contract rows, NaN for rows :meth:`outside_training`: there
+        the risk is an extrapolation, and the refits, which share the model's form, would agree on it and
+        give a deceptively narrow interval (e.g. a setting no training line had gets the same zero
+        coefficient in every refit). ``encoded``: the rows already encoded, if the caller has them."""
+        lower, upper = self.interval_encoded(self.encode(rows) if encoded is None else encoded)
+        outside = self.outside_training(rows)
+        lower[outside] = np.nan
+        upper[outside] = np.nan
+        return lower, upper
 
     def explain_encoded(self, X: np.ndarray) -> Explanation:
         """SHAP contributions of encoded rows, scaled onto the calibrated logit (exactly additive)."""
@@ -106,6 +170,8 @@ class RiskModel:
         (directory / "model.json").write_text(json.dumps(model, indent=1))
         (directory / "encoder.json").write_text(json.dumps(self.encoder.to_dict(), indent=1))
         files = ["model.json", "encoder.json", *self.estimator.save(directory)]
+        if self.ensemble is not None:
+            files += self.ensemble.save(directory)
         digests = {name: _sha256(directory / name) for name in sorted(files)}
         (directory / "digests.json").write_text(json.dumps(digests, indent=1))
         return _sha256(directory / "digests.json")
@@ -139,6 +205,7 @@ class RiskModel:
             estimator=load_estimator(directory, model["family"]),
             calibrator=PlattCalibrator.from_dict(model["calibrator"]),
             info=model.get("info", {}),
+            ensemble=LinearEnsemble.load(directory) if ENSEMBLE_FILE in digests else None,
         )
 
 

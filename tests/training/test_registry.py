@@ -156,6 +156,8 @@ def test_runs_hold_params_metrics_and_artifacts(store, synthetic_source):
         assert np.isfinite(metrics[key]), key
     assert metrics["effective_n"] <= 2000 and metrics["riley_min_n"] <= metrics["effective_n"]
     assert {"cv_null_log_loss_mean", "cv_parsimonious_log_loss_sd"} <= metrics.keys()
+    assert metrics["interval_refits"] == N_BOOT  # one refit per resample, none failed at 2,000 lines
+    assert 0 < metrics["interval_width_median"] <= metrics["interval_width_p90"] < 0.5
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     expected = {
@@ -200,8 +202,13 @@ def test_the_champion_pyfunc_gives_the_risk_models_probabilities(store, trained,
     rows = cohort[["patient_id", *PREDICTOR_NAMES]].iloc[:300]
     out = model.predict(rows)
     expected = trained.outcomes["discontinuation"].model.probability(rows)
-    assert list(out.columns) == ["probability", "logit"] and out["probability"].dtype == np.float64
+    assert list(out.columns) == ["probability", "logit", "lower", "upper"]
+    assert (out.dtypes == np.float64).all()
     np.testing.assert_allclose(out["probability"].to_numpy(), expected, rtol=0, atol=1e-12)
+    lower, upper = trained.outcomes["discontinuation"].model.interval(rows)
+    np.testing.assert_array_equal(out["lower"], lower)
+    np.testing.assert_array_equal(out["upper"], upper)
+    assert (out["lower"] < out["probability"]).mean() > 0.9  # the registered model carries its ensemble
     # Optional inputs may be left out entirely (unknown renal function and ECOG).
     partial = model.predict(rows.drop(columns=["patient_id", "crcl_ml_min", "ecog"]).head(3))
     assert partial["probability"].between(0, 1).all()
