@@ -73,9 +73,9 @@ here follow the service's default rule on this development data's average risk (
 from {intermediate:.0%}, high from {high:.0%} (the service's configured bands may differ). A bootstrap model
 put a line in another band for {moved:.1%} of line-model pairs: across the {intermediate:.0%} cut point for
 {moved_intermediate:.1%}, across the {high:.0%} cut point for {moved_high:.1%}. These figures show how much
-a patient's risk depends on which patients happened to be in the development data. Plots:
-`plots/instability_prediction.png`, `instability_mape.png`, `instability_calibration.png`,
-`instability_classification.png`, `instability_decision_curve.png`. Riley RD, Collins GS. Stability of
+a patient's risk depends on which patients happened to be in the development data; the training run's
+plots show it per line (prediction, MAPE, calibration, classification and decision-curve instability,
+`plots/instability_*`). Riley RD, Collins GS. Stability of
 clinical prediction models developed using statistical or machine learning methods. Biom J 2023;65:2200302."""
 
 EXPLANATIONS_NOTE = """Mean absolute SHAP value on the calibrated log-odds scale, over the development lines
