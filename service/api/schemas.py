@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from features.model.riskmodel import INTERVAL_LEVEL
 from features.record import PatientRecord
 from features.schema import outcome_statement
 from service.predictor import LoadedModel, OutcomePrediction, Prediction, RiskBands
@@ -39,6 +40,25 @@ class BandCutPoints(BaseModel):
     high_from: float
 
 
+class Interval(BaseModel):
+    """Bounds of an uncertainty interval of a risk (calibrated probabilities): lower <= risk <= upper."""
+
+    lower: float = Field(ge=0, le=1, description="lower bound of the risk")
+    upper: float = Field(ge=0, le=1, description="upper bound of the risk")
+    level: float = Field(gt=0, lt=1, description=f"nominal coverage ({INTERVAL_LEVEL:g} for every model)")
+
+
+#: What the interval of a risk is, and is not (the OpenAPI description of ``OutcomeOut.interval``).
+INTERVAL_DESCRIPTION = (
+    f"the {INTERVAL_LEVEL:.0%} interval of the model's estimation uncertainty only: how much this risk would "
+    "move had the model been developed on another sample of the same size (bootstrap refits of the model on "
+    "resamples of the development data). It is not the patient's own uncertainty about the outcome. Null "
+    "(no interval) when the record is outside the training data (an outside_training_range or "
+    "not_seen_in_training warning says which input: there the risk is extrapolated and a narrow interval "
+    "would mislead) or the model has none (a boosted model, or one registered before intervals)"
+)
+
+
 class OutcomeOut(BaseModel):
     """One outcome's calibrated risk and explanation: base_value + sum(contributions) = logit(probability)."""
 
@@ -58,6 +78,7 @@ class OutcomeOut(BaseModel):
     average_risk: float | None = Field(
         default=None, description="mean predicted risk of the patients in the development data"
     )
+    interval: Interval | None = Field(description=INTERVAL_DESCRIPTION)
     contributions: list[Contribution] = Field(description="largest absolute contribution first")
     scale: Literal["log-odds"] = "log-odds"
     model: ModelRef
@@ -167,6 +188,14 @@ def batch_request_model(max_records: int) -> type[BaseModel]:
     )
 
 
+def _interval_out(interval: tuple[float, float, float] | None) -> Interval | None:
+    """Response model of a predictor's (lower, upper, level), None for no interval."""
+    if interval is None:
+        return None
+    lower, upper, level = interval
+    return Interval(lower=lower, upper=upper, level=level)
+
+
 def outcome_out(prediction: OutcomePrediction, bands: RiskBands) -> OutcomeOut:
     """Response model of one outcome's prediction."""
     return OutcomeOut(
@@ -175,6 +204,7 @@ def outcome_out(prediction: OutcomePrediction, bands: RiskBands) -> OutcomeOut:
         risk_band_cut_points=BandCutPoints(intermediate_from=bands.intermediate, high_from=bands.high),
         base_value=prediction.base_value,
         average_risk=prediction.model.average_risk,
+        interval=_interval_out(prediction.interval),
         contributions=[
             Contribution(feature=f, value=v, contribution=c) for f, v, c in prediction.contributions
         ],

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
+from features.model.riskmodel import INTERVAL_LEVEL
 from features.record import PatientRecord
 from features.schema import COMORBIDITIES, COMORBIDITY_COLUMNS, PREDICTORS, Kind
 from features.validate import validate_table
@@ -126,6 +127,9 @@ def _assert_same_prediction(a: dict, b: dict) -> None:
         x, y = a[outcome], b[outcome]
         assert x["probability"] == pytest.approx(y["probability"], rel=1e-12, abs=1e-15)
         assert x["base_value"] == pytest.approx(y["base_value"], rel=1e-12, abs=1e-15)
+        assert (x["interval"] is None) == (y["interval"] is None)
+        if x["interval"] is not None:
+            assert x["interval"] == pytest.approx(y["interval"], rel=1e-12, abs=1e-15)
         assert (x["risk_band"], x["risk_band_cut_points"], x["model"]) == (
             y["risk_band"],
             y["risk_band_cut_points"],
@@ -508,6 +512,64 @@ def test_categories_never_seen_in_training_are_scored_and_flagged(client, regist
     for outcome in OUTCOMES:
         expected = _expected_probabilities(registry, outcome, [unseen])[0]
         assert response.json()[outcome]["probability"] == pytest.approx(expected, rel=1e-12)
+
+
+# ------------------------------------------------------------------------------- uncertainty intervals
+
+
+def _kernel_interval(registry, outcome: str, record: dict) -> tuple[float, float]:
+    """The trained model's own interval (``RiskModel.interval``) for one API record."""
+    row = PatientRecord.model_validate(record).to_row()
+    lower, upper = _model(registry, outcome).interval({k: [v] for k, v in row.items()})
+    return float(lower[0]), float(upper[0])
+
+
+def test_the_interval_is_the_predictors_and_the_kernels_for_single_and_batch(
+    client, registry, predictor, record
+):
+    single = client.post("/v1/predict", json=record)
+    batch = client.post("/v1/predict/batch", json={"records": [record, record]})
+    assert single.status_code == 200 and batch.status_code == 200
+    [predicted] = predictor.predict_rows([PatientRecord.model_validate(record).to_row()])
+
+    answers = [single.json(), *batch.json()["results"]]
+    for outcome in OUTCOMES:
+        kernel = _kernel_interval(registry, outcome, record)
+        by_predictor = predicted.outcomes[outcome].interval
+        assert by_predictor is not None
+        assert by_predictor[:2] == pytest.approx(kernel, rel=1e-12, abs=1e-15)
+        for answer in answers:
+            interval = answer[outcome]["interval"]
+            assert set(interval) == {"lower", "upper", "level"}
+            assert interval["level"] == INTERVAL_LEVEL == 0.95
+            assert (interval["lower"], interval["upper"]) == pytest.approx(kernel, rel=1e-12, abs=1e-15)
+            assert (interval["lower"], interval["upper"]) == pytest.approx(by_predictor[:2], rel=1e-12)
+            assert 0 < interval["lower"] < answer[outcome]["probability"] < interval["upper"] < 1
+
+
+def test_no_interval_where_the_risk_is_extrapolated_for_single_and_batch(client, registry, record):
+    top = _model(registry, "discontinuation").encoder.ranges_["age"]["max"]
+    older = {**record, "age": top + 2}  # outside the training range: extrapolated
+    unseen = {**record, "setting": "maintenance"}  # a setting the session's models never saw
+    unknown = {**record, "crcl_ml_min": None}  # imputed as in training: still an interval
+    batch = client.post("/v1/predict/batch", json={"records": [older, unseen, unknown]})
+    assert batch.status_code == 200
+    results = batch.json()["results"]
+
+    for extrapolated, kind in ((older, "outside_training_range"), (unseen, "not_seen_in_training")):
+        single = client.post("/v1/predict", json=extrapolated)
+        assert single.status_code == 200
+        for answer in (single.json(), results[0 if extrapolated is older else 1]):
+            assert kind in {w["kind"] for w in answer["warnings"]}
+            for outcome in OUTCOMES:
+                assert "interval" in answer[outcome] and answer[outcome]["interval"] is None
+                assert 0 < answer[outcome]["probability"] < 1  # still scored
+    for outcome in OUTCOMES:
+        interval = results[2][outcome]["interval"]
+        assert interval is not None
+        assert (interval["lower"], interval["upper"]) == pytest.approx(
+            _kernel_interval(registry, outcome, unknown), rel=1e-12, abs=1e-15
+        )
 
 
 # ------------------------------------------------------------------------------------------- bad input

@@ -101,3 +101,24 @@ def test_the_schema_accepts_what_the_service_accepts(record_schema, record, vali
     except ValueError:
         accepted = False
     assert accepted is valid
+
+
+def test_each_outcome_documents_its_interval_as_estimation_uncertainty_only(openapi):
+    schemas = openapi["components"]["schemas"]
+    interval = schemas["OutcomeOut"]["properties"]["interval"]
+    assert "interval" in schemas["OutcomeOut"]["required"]  # always present, null when there is none
+    assert interval["anyOf"] == [{"$ref": "#/components/schemas/Interval"}, {"type": "null"}]
+    description = interval["description"]
+    for words in (
+        "95% interval",
+        "estimation uncertainty only",
+        "bootstrap refits",
+        "resamples of the development data",
+        "not the patient's own uncertainty about the outcome",
+        "Null",
+        "outside the training data",
+        "the model has none",
+    ):
+        assert words in description, words
+    assert schemas["Interval"]["required"] == ["lower", "upper", "level"]
+    assert set(schemas["Interval"]["properties"]) == {"lower", "upper", "level"}
