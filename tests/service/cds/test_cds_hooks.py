@@ -646,3 +646,50 @@ def test_a_patient_older_than_every_training_line_gets_no_range_and_the_card_say
     for words in ("Early stop for toxicity", "Dose reduction"):
         assert _table_row(card["detail"], words)[2] == "none: outside the development data"
     assert "outside the training range" in card["detail"]  # the warning naming the input
+
+
+def test_a_model_without_intervals_gives_a_card_saying_it_gives_none(cds, monkeypatch):
+    """What a boosted champion or a model registered before intervals gives: the session's predictions with
+    the interval taken away (the session's models all carry one), no extrapolation warning."""
+    import dataclasses
+
+    from service.cds import cards
+
+    built = cards.risk_card
+
+    def without_intervals(mapped, predictions, rows, **kwargs):
+        for p in predictions:
+            assert all(o.interval is not None for o in p.outcomes.values())
+            assert not any(w["kind"] in cards.OUTSIDE_KINDS for w in p.warnings)
+        bare = [
+            dataclasses.replace(
+                p, outcomes={k: dataclasses.replace(o, interval=None) for k, o in p.outcomes.items()}
+            )
+            for p in predictions
+        ]
+        return built(mapped, bare, rows, **kwargs)
+
+    monkeypatch.setattr(cards, "risk_card", without_intervals)
+    _, post = cds()
+    (card,) = post(SIGN, hook_request("order-sign", rvd_orders(), full_prefetch())).json()["cards"]
+    assert_valid_card(card)
+    for words in ("Early stop for toxicity", "Dose reduction"):
+        assert _table_row(card["detail"], words)[2] == "none: this model gives none"
+
+
+def test_with_sex_unknown_the_range_spans_both_alternatives_intervals(cds, scored_rows):
+    client, post = cds()
+    prefetch = full_prefetch()
+    prefetch["patient"]["gender"] = "unknown"
+    (card,) = post(SIGN, hook_request("order-sign", rvd_orders(), prefetch)).json()["cards"]
+    [rows] = scored_rows
+    assert sorted(r["sex"] for r in rows) == ["female", "male"]
+    records = [{k: v for k, v in r.items() if k != "patient_id"} for r in rows]
+    answers = client.post("/v1/predict/batch", json={"records": records}).json()["results"]
+    for outcome, words in (
+        ("discontinuation", "Early stop for toxicity"),
+        ("dose_reduction", "Dose reduction"),
+    ):
+        lower = min(a[outcome]["interval"]["lower"] for a in answers)
+        upper = max(a[outcome]["interval"]["upper"] for a in answers)
+        assert _table_row(card["detail"], words)[2] == f"{round(lower * 100)}–{round(upper * 100)}%"

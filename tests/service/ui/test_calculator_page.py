@@ -571,3 +571,27 @@ def test_range_words_follow_the_cut_points_and_a_record_outside_the_data_gets_no
             assert none.startswith("No range: this patient lies outside the data the model was developed on")
             assert page.inner_text(f"{card} .probability") == _shown(answer[outcome]["probability"])
     assert page.problems == []
+
+
+@pytest.mark.external
+def test_a_model_without_intervals_is_said_to_give_none(page, live):
+    """The service's real answer with the intervals nulled and no extrapolation warning: what a boosted
+    champion or a model registered before intervals gives (the session's models all carry one)."""
+    answer = httpx.post(f"{live}/v1/predict", json=RECORD, timeout=30).json()
+    assert not {"outside_training_range", "not_seen_in_training"} & {w["kind"] for w in answer["warnings"]}
+    for outcome in OUTCOMES:
+        assert answer[outcome]["interval"] is not None
+        answer[outcome]["interval"] = None
+    page.route("**/v1/predict", lambda route: route.fulfill(status=200, json=answer))
+    page.goto(f"{live}/")
+    _fill(page, RECORD)
+    page.click("#submit")
+    page.wait_for_selector("#result-dose_reduction .range-none")
+    for outcome in OUTCOMES:
+        card = f"#result-{outcome}"
+        assert page.inner_text(f"{card} .range-none") == (
+            "No range: this model version does not give one for its risks."
+        )
+        assert page.locator(f"{card} .range-text, {card} .range-bands").count() == 0
+        assert page.inner_text(f"{card} .probability") == _shown(answer[outcome]["probability"])
+    assert page.problems == []
