@@ -16,6 +16,7 @@ import pandas as pd
 
 from features.encoding import FEATURE_NAMES
 from features.model.registry import MODEL_CARD_ARTIFACT
+from features.model.riskmodel import INTERVAL_LEVEL
 from features.schema import OUTCOME_COLUMNS, OUTCOME_HORIZON, OUTCOMES, PREDICTORS, Column
 from training.candidates import ANTICIPATED_C_SOURCE, BOOSTED_FACTOR, PARSIMONIOUS
 from training.cohort.params import DEFAULT_PARAMS, S0, SEED_FILES, CohortParams
@@ -44,7 +45,19 @@ INTENDED_USE = """## Intended use (TRIPOD+AI 3, 15, 27)
   ranges seen in development and warns about any input outside them), and not a prediction of
   progression or survival.
 - No decision threshold is built in: the decision curve of the training run shows the net benefit at
-  thresholds of 5–50%, and any threshold needs clinical sign-off."""
+  thresholds of 5–50%, and any threshold needs clinical sign-off.
+{uncertainty}"""
+
+UNCERTAINTY_NOTE = """- **Uncertainty**: every served risk carries a {level:.0%} interval of the
+  model's estimation uncertainty only (the spread of the risk over {refits} bootstrap refits of the model on
+  resamples of the development data; on the development lines it is {median:.1f} percentage points wide at
+  the median, {p90:.1f} at the 90th percentile), not uncertainty about the patient's outcome; none is given
+  for a patient outside the development data (an input outside its ranges or a category it never had),
+  where the risk is extrapolated."""
+
+NO_UNCERTAINTY_NOTE = """- **Uncertainty**: this model gives no interval with its risks (the bootstrap
+  refits an interval of estimation uncertainty is made of are carried for logistic models only), so a
+  served risk shows no range."""
 
 CANDIDATES_NOTE = """Candidates, simplest first: the intercept alone (the average risk for everyone), setting
 alone, a parsimonious model pre-specified from the key study ({parsimonious}), every feature (restricted cubic
@@ -142,7 +155,7 @@ class ModelCard:
         sections = [
             self._header(),
             *([self._not_registered()] if self.outcome.problems else []),
-            INTENDED_USE,
+            self._intended_use(),
             self._data(),
             self._sample_size(),
             self._outcome(),
@@ -200,6 +213,18 @@ class ModelCard:
                 "explicitly (`--allow-small-sample`): flagged in every answer, never champion by itself."
             )
         return "\n".join(lines)
+
+    def _intended_use(self) -> str:
+        model, info = self.outcome.model, self.outcome.model.info
+        if not model.has_interval:
+            return INTENDED_USE.format(uncertainty=NO_UNCERTAINTY_NOTE)
+        note = UNCERTAINTY_NOTE.format(
+            level=INTERVAL_LEVEL,
+            refits=model.ensemble.size,
+            median=100 * info["interval_width_median"],
+            p90=100 * info["interval_width_p90"],
+        )
+        return INTENDED_USE.format(uncertainty=note)
 
     def _not_registered(self) -> str:
         problems = "\n".join(f"- {p}" for p in self.outcome.problems)

@@ -1,7 +1,7 @@
 """CDS Hooks 2.0 cards from the predictions: summary < 140 characters, indicator from the risk bands,
-Markdown detail (factors in words, inputs as read, what is missing, model versions, applicability
-warnings), source with the model card link, and a lower-starting-dose suggestion when the
-discontinuation risk is high.
+Markdown detail (risks with their 95% range, factors in words, inputs as read, what is missing, model
+versions, applicability warnings), source with the model card link, and a lower-starting-dose suggestion
+when the discontinuation risk is high. The range stays in the detail: with it the summary could pass 140.
 
 The suggestion follows the key study's conclusion (seed 000, ``000_ad520cc8950628f0.txt``): in patients at
 high risk of discontinuation "Len could be started at lower dose and progressively increased according to
@@ -46,6 +46,25 @@ OVERRIDE_REASONS = [
 def _pct(values: list[float]) -> str:
     lo, hi = round(min(values) * 100), round(max(values) * 100)
     return f"{lo}%" if lo == hi else f"{lo}–{hi}%"
+
+
+OUTSIDE_KINDS = ("outside_training_range", "not_seen_in_training")
+RANGE_MEANING = (
+    "The 95% range is the uncertainty of the model's estimate from the size of its development data, "
+    "not uncertainty about whether this patient will have the outcome."
+)
+
+
+def _range(predictions: list[Prediction], outcome: str) -> str:
+    """The 95% range of an outcome's risk in words ("24–41%"); over the alternatives, their union.
+
+    None for any alternative (outside the training data, or a model without intervals) gives no range.
+    """
+    intervals = [p.outcomes[outcome].interval for p in predictions]
+    if any(i is None for i in intervals):
+        outside = any(w.get("kind") in OUTSIDE_KINDS for p in predictions for w in p.warnings)
+        return "none: outside the development data" if outside else "none: this model gives none"
+    return _pct([min(i[0] for i in intervals), max(i[1] for i in intervals)])
 
 
 def _worst(bands: list[str]) -> str:
@@ -118,9 +137,14 @@ def risk_card(
     summary = summary[:SUMMARY_LIMIT]
 
     lines = ["**Risk for this lenalidomide line** (calibrated probabilities)", ""]
-    lines += ["| Outcome | Risk | Band |", "|---|---|---|"]
+    lines += ["| Outcome | Risk | 95% range | Band |", "|---|---|---|---|"]
     for outcome, words in OUTCOME_WORDS.items():
-        lines.append(f"| {words.capitalize()} | {_pct(probs[outcome])} | {bands[outcome]} |")
+        lines.append(
+            f"| {words.capitalize()} | {_pct(probs[outcome])} | {_range(predictions, outcome)} "
+            f"| {bands[outcome]} |"
+        )
+    lines.append("")
+    lines.append(RANGE_MEANING)
     lines.append("")
     if ranged:
         lines.append(

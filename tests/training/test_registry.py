@@ -9,6 +9,7 @@ same population (a usable challenger), a small sample allowed explicitly, and th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -42,7 +43,7 @@ from features.validate import validate_table
 from service.cli import app
 from tests.helpers import N_BOOT, tracking_uri_variable_kept
 from training.candidates import SmallSampleError
-from training.card import DESCRIPTION_LIMIT
+from training.card import DESCRIPTION_LIMIT, ModelCard
 from training.cohort.generate import generate_cohort
 from training.pipeline import TrainingResult, train
 from training.registry import RegisteredVersion, RegistryError, log_and_register, model_signature, promote
@@ -472,3 +473,39 @@ def test_registered_version_reports_the_promotion_metric(store):
     registered: RegisteredVersion = first[DISC]
     run = _client(settings).get_run(registered.run_id)
     assert registered.validated_log_loss == run.data.metrics["validated_log_loss"]
+
+
+def _intended_use(card: str) -> str:
+    return card.split("## Intended use", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.mark.slow
+def test_the_registered_card_says_served_risks_carry_an_interval_of_estimation_uncertainty_only(registry):
+    _client(registry["settings"])
+    for registered in registry["versions"]:
+        model = registered.result.model
+        assert registered.version is not None and model.has_interval
+        card = mlflow.artifacts.load_text(f"runs:/{registered.run_id}/model_card.md")
+        text = " ".join(_intended_use(card).split())
+        lower, upper = model.interval(registry["result"].frame)  # the development lines, recomputed
+        median, p90 = 100 * np.percentile(upper - lower, [50, 90])
+        assert 0 < median < p90 < 100
+        assert (
+            "every served risk carries a 95% interval of the model's estimation uncertainty only (the "
+            f"spread of the risk over {model.ensemble.size} bootstrap refits of the model on resamples of "
+            f"the development data; on the development lines it is {median:.1f} percentage points wide at "
+            f"the median, {p90:.1f} at the 90th percentile), not uncertainty about the patient's outcome; "
+            "none is given for a patient outside the development data" in text
+        ), text
+        assert model.ensemble.size == model.info["interval_refits"] > 1
+
+    # A model without refits (a boosted champion, or one trained before intervals) says it gives none.
+    registered = registry["versions"][0]
+    bare = dataclasses.replace(
+        registered.result, model=dataclasses.replace(registered.result.model, ensemble=None)
+    )
+    card = ModelCard(
+        outcome=bare, source="s", seed=0, n_boot=N_BOOT, synthetic=None, run_id="r", lenrisk_version="0"
+    ).markdown()
+    text = " ".join(_intended_use(card).split())
+    assert "this model gives no interval with its risks" in text and "95% interval" not in text

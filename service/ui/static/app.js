@@ -48,6 +48,70 @@
 
   const PLAIN = "compared with an average patient in the development data";
 
+  // ---- the uncertainty range of a risk -------------------------------------------------------------
+  const BANDS = ["low", "intermediate", "high"];
+  const OUTSIDE = new Set(["outside_training_range", "not_seen_in_training"]);
+
+  // Whole percent: the range is an estimate's uncertainty, a decimal would claim more than it knows.
+  function wholePercent(p) {
+    return Math.round(p * 100) + "%";
+  }
+
+  // The band of a risk, as the service decides it (high from high_from, intermediate from intermediate_from).
+  function bandOf(p, cuts) {
+    return p >= cuts.high_from ? "high" : p >= cuts.intermediate_from ? "intermediate" : "low";
+  }
+
+  // "within the intermediate band", "spans the low and intermediate bands", "spans the low, ... bands".
+  function bandWords(interval, cuts) {
+    const from = BANDS.indexOf(bandOf(interval.lower, cuts));
+    const to = BANDS.indexOf(bandOf(interval.upper, cuts));
+    const spanned = BANDS.slice(from, to + 1);
+    if (spanned.length === 1) return "The range lies within the " + spanned[0] + " band.";
+    const listed = spanned.length === 2 ? spanned.join(" and ") : spanned.slice(0, -1).join(", ") + " and " + spanned.at(-1);
+    return "The range spans the " + listed + " bands.";
+  }
+
+  const RANGE_MEANING =
+    "It is the uncertainty of the model's estimate, from the size of the data the model was developed on, " +
+    "not uncertainty about whether this patient will have the outcome.";
+
+  function rangeBlock(outcome, warnings) {
+    const interval = outcome.interval;
+    if (interval) {
+      const level = Math.round(interval.level * 100) + "%";
+      return el(
+        "div",
+        { class: "range" },
+        el(
+          "p",
+          { class: "range-values" },
+          level + " range ",
+          el("span", {
+            class: "range-text",
+            "data-lower": String(interval.lower),
+            "data-upper": String(interval.upper),
+            text: wholePercent(interval.lower) + "–" + wholePercent(interval.upper),
+          })
+        ),
+        el("p", { class: "range-bands", text: bandWords(interval, outcome.risk_band_cut_points) }),
+        el("p", { class: "range-meaning", text: RANGE_MEANING })
+      );
+    }
+    const outside = (warnings || []).some((w) => OUTSIDE.has(w.kind));
+    return el(
+      "div",
+      { class: "range" },
+      el("p", {
+        class: "range-none",
+        text: outside
+          ? "No range: this patient lies outside the data the model was developed on (see the applicability " +
+            "warnings), where the risk is extrapolated and a range would look more certain than it is."
+          : "No range: this model version does not give one for its risks.",
+      })
+    );
+  }
+
   function valueLabel(field, value) {
     const labels = config.values[field] || {};
     return labels[String(value)] || String(value);
@@ -243,7 +307,7 @@
     return list;
   }
 
-  function outcomeCard(key, outcome, scale) {
+  function outcomeCard(key, outcome, scale, warnings) {
     const band = outcome.risk_band;
     const cuts = outcome.risk_band_cut_points;
     const average = 1 / (1 + Math.exp(-outcome.base_value));
@@ -257,6 +321,7 @@
         el("span", { class: "probability", "data-probability": String(outcome.probability), text: percent(outcome.probability) }),
         el("span", { class: "band", text: band + " risk" })
       ),
+      rangeBlock(outcome, warnings),
       el("p", {
         class: "bands",
         text:
@@ -299,7 +364,7 @@
       );
     }
     const grid = el("div", { class: "outcomes" });
-    for (const key of keys) grid.append(outcomeCard(key, answer[key], scale));
+    for (const key of keys) grid.append(outcomeCard(key, answer[key], scale, answer.warnings));
     parts.push(grid);
     parts.push(
       el("p", {

@@ -12,6 +12,7 @@ import statistics
 import threading
 import time
 import uuid
+from datetime import date
 
 import jwt
 import pytest
@@ -24,6 +25,7 @@ from tests.service.cds.fhir_builders import (
     full_prefetch,
     hook_request,
     lenalidomide,
+    patient,
     rvd_orders,
     searchset,
 )
@@ -572,3 +574,122 @@ def test_a_down_jwt_id_store_is_503_not_an_answer(cds, ec_key, monkeypatch):
     response = client.get("/cds-services", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert post(SIGN, hook_request("order-sign", rvd_orders(), full_prefetch())).status_code == 503
+
+
+# ---- the 95% range of each risk (issue 14) -------------------------------------------------------------
+
+
+@pytest.fixture
+def scored_rows(monkeypatch):
+    """The contract rows each CDS call scored (what the card is about), captured from the card builder."""
+    from service.cds import cards
+
+    seen: list[list[dict]] = []
+    built = cards.risk_card
+
+    def spy(mapped, predictions, rows, **kwargs):
+        seen.append([dict(r) for r in rows])
+        return built(mapped, predictions, rows, **kwargs)
+
+    monkeypatch.setattr(cards, "risk_card", spy)
+    return seen
+
+
+def _kernel_interval(registry, outcome: str, row: dict) -> tuple[float, float]:
+    lower, upper = registry["result"].outcomes[outcome].model.interval({k: [v] for k, v in row.items()})
+    return float(lower[0]), float(upper[0])
+
+
+def _table_row(detail: str, words: str) -> list[str]:
+    line = next(line for line in detail.splitlines() if line.startswith(f"| {words} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_the_card_gives_each_risks_95_percent_range_as_the_api_does(cds, scored_rows, registry):
+    client, post = cds()
+    (card,) = post(SIGN, hook_request("order-sign", rvd_orders(), full_prefetch())).json()["cards"]
+    assert_valid_card(card)
+    [[row]] = scored_rows
+    record = {k: v for k, v in row.items() if k != "patient_id"}
+    api = client.post("/v1/predict", json=record)
+    assert api.status_code == 200, api.text
+    detail = card["detail"]
+    assert "| Outcome | Risk | 95% range | Band |" in detail
+    assert "uncertainty of the model's estimate" in detail and "not uncertainty about whether" in detail
+    for outcome, words in (
+        ("discontinuation", "Early stop for toxicity"),
+        ("dose_reduction", "Dose reduction"),
+    ):
+        interval = api.json()[outcome]["interval"]
+        assert (interval["lower"], interval["upper"]) == pytest.approx(
+            _kernel_interval(registry, outcome, row), rel=1e-12, abs=1e-15
+        )
+        lo, hi = round(interval["lower"] * 100), round(interval["upper"] * 100)
+        assert lo < hi  # a real range, not a point
+        cells = _table_row(detail, words)
+        assert cells[1] == f"{round(api.json()[outcome]['probability'] * 100)}%"
+        assert cells[2] == f"{lo}–{hi}%"
+    assert "95% range" not in card["summary"]  # kept to the detail: the summary has 140 characters
+
+
+def test_a_patient_older_than_every_training_line_gets_no_range_and_the_card_says_why(
+    cds, scored_rows, registry
+):
+    _, post = cds()
+    top = registry["result"].outcomes["discontinuation"].model.encoder.ranges_["age"]["max"]
+    prefetch = full_prefetch()
+    prefetch["patient"] = patient(birth=f"{date.today().year - int(top) - 3}-01-01")
+    (card,) = post(SIGN, hook_request("order-sign", rvd_orders(), prefetch)).json()["cards"]
+    assert_valid_card(card)
+    [[row]] = scored_rows
+    assert top < row["age"] <= 100
+    for words in ("Early stop for toxicity", "Dose reduction"):
+        assert _table_row(card["detail"], words)[2] == "none: outside the development data"
+    assert "outside the training range" in card["detail"]  # the warning naming the input
+
+
+def test_a_model_without_intervals_gives_a_card_saying_it_gives_none(cds, monkeypatch):
+    """What a boosted champion or a model registered before intervals gives: the session's predictions with
+    the interval taken away (the session's models all carry one), no extrapolation warning."""
+    import dataclasses
+
+    from service.cds import cards
+
+    built = cards.risk_card
+
+    def without_intervals(mapped, predictions, rows, **kwargs):
+        for p in predictions:
+            assert all(o.interval is not None for o in p.outcomes.values())
+            assert not any(w["kind"] in cards.OUTSIDE_KINDS for w in p.warnings)
+        bare = [
+            dataclasses.replace(
+                p, outcomes={k: dataclasses.replace(o, interval=None) for k, o in p.outcomes.items()}
+            )
+            for p in predictions
+        ]
+        return built(mapped, bare, rows, **kwargs)
+
+    monkeypatch.setattr(cards, "risk_card", without_intervals)
+    _, post = cds()
+    (card,) = post(SIGN, hook_request("order-sign", rvd_orders(), full_prefetch())).json()["cards"]
+    assert_valid_card(card)
+    for words in ("Early stop for toxicity", "Dose reduction"):
+        assert _table_row(card["detail"], words)[2] == "none: this model gives none"
+
+
+def test_with_sex_unknown_the_range_spans_both_alternatives_intervals(cds, scored_rows):
+    client, post = cds()
+    prefetch = full_prefetch()
+    prefetch["patient"]["gender"] = "unknown"
+    (card,) = post(SIGN, hook_request("order-sign", rvd_orders(), prefetch)).json()["cards"]
+    [rows] = scored_rows
+    assert sorted(r["sex"] for r in rows) == ["female", "male"]
+    records = [{k: v for k, v in r.items() if k != "patient_id"} for r in rows]
+    answers = client.post("/v1/predict/batch", json={"records": records}).json()["results"]
+    for outcome, words in (
+        ("discontinuation", "Early stop for toxicity"),
+        ("dose_reduction", "Dose reduction"),
+    ):
+        lower = min(a[outcome]["interval"]["lower"] for a in answers)
+        upper = max(a[outcome]["interval"]["upper"] for a in answers)
+        assert _table_row(card["detail"], words)[2] == f"{round(lower * 100)}–{round(upper * 100)}%"

@@ -31,6 +31,7 @@ import httpx
 import pytest
 import uvicorn
 
+from features.record import PatientRecord
 from features.schema import COMORBIDITY_COLUMNS, OUTCOMES, RECORD_COLUMNS, REGIMEN_LABELS, Kind
 from service.api.app import create_app
 from service.security import digest
@@ -463,4 +464,134 @@ def test_page_words_are_plain_and_regimen_names_are_shown_whole(page, live):
     for width, height in ((1280, 900), (390, 844)):
         page.set_viewport_size({"width": width, "height": height})
         assert page.evaluate(_CLIPPED_CHOICES) == [], width
+    assert page.problems == []
+
+
+# ---- the uncertainty range beside each risk (issue 14) ------------------------------------------------
+
+BAND_ORDER = ("low", "intermediate", "high")
+
+
+def _band(p: float, cuts: dict) -> str:
+    return "high" if p >= cuts["high_from"] else "intermediate" if p >= cuts["intermediate_from"] else "low"
+
+
+def _band_words(interval: dict, cuts: dict) -> str:
+    """What the page must say of the band(s) an interval spans, computed here independently of the page."""
+    spanned = BAND_ORDER[
+        BAND_ORDER.index(_band(interval["lower"], cuts)) : BAND_ORDER.index(_band(interval["upper"], cuts))
+        + 1
+    ]
+    if len(spanned) == 1:
+        return f"The range lies within the {spanned[0]} band."
+    return (
+        "The range spans the "
+        + (" and ".join(spanned) if len(spanned) == 2 else "low, intermediate and high")
+        + " bands."
+    )
+
+
+def _kernel_interval(registry, outcome: str, record: dict) -> tuple[float, float]:
+    row = PatientRecord.model_validate(record).to_row()
+    lower, upper = registry["result"].outcomes[outcome].model.interval({k: [v] for k, v in row.items()})
+    return float(lower[0]), float(upper[0])
+
+
+@pytest.mark.external
+def test_each_risk_shows_the_apis_range_and_the_bands_it_spans_in_words(page, live, registry):
+    page.goto(f"{live}/")
+    _fill(page, RECORD)
+    page.click("#submit")
+    page.wait_for_selector("#result-dose_reduction .range-text")
+
+    expected = httpx.post(f"{live}/v1/predict", json=RECORD, timeout=30).json()
+    for outcome in OUTCOMES:
+        card = f"#result-{outcome}"
+        interval, cuts = expected[outcome]["interval"], expected[outcome]["risk_band_cut_points"]
+        assert (interval["lower"], interval["upper"]) == pytest.approx(
+            _kernel_interval(registry, outcome, RECORD), rel=1e-12, abs=1e-15
+        )
+        shown = f"{round(interval['lower'] * 100)}%–{round(interval['upper'] * 100)}%"
+        assert page.inner_text(f"{card} .range-values") == f"95% range {shown}"
+        assert 0 < interval["lower"] < expected[outcome]["probability"] < interval["upper"] < 1
+        assert page.inner_text(f"{card} .range-bands") == _band_words(interval, cuts)
+        assert "not uncertainty about whether this patient will have the outcome" in page.inner_text(card)
+        assert page.locator(f"{card} .range-none").count() == 0
+    assert page.problems == []
+
+
+@pytest.mark.external
+def test_range_words_follow_the_cut_points_and_a_record_outside_the_data_gets_none_with_why(
+    page, registry, tmp_path, monkeypatch
+):
+    with _serve(_settings(registry, tmp_path), ready=True) as base:
+        first = httpx.post(f"{base}/v1/predict", json=RECORD, timeout=30).json()
+    interval = first["discontinuation"]["interval"]
+    lo, hi = interval["lower"], interval["upper"]
+    # intermediate from inside the range, high above it: the range spans the low and intermediate bands;
+    # then high from inside it too: the range spans all three.
+    for cuts, words in (
+        ((lo + (hi - lo) / 3, 0.99), "The range spans the low and intermediate bands."),
+        (
+            (lo + (hi - lo) / 3, lo + 2 * (hi - lo) / 3),
+            "The range spans the low, intermediate and high bands.",
+        ),
+        ((0.001, 0.002), "The range lies within the high band."),
+    ):
+        monkeypatch.setenv("LENRISK_DISCONTINUATION_BANDS", f"{cuts[0]:.6f},{cuts[1]:.6f}")
+        sub = tmp_path / f"bands-{cuts[0]:.6f}-{cuts[1]:.6f}"
+        sub.mkdir()
+        with _serve(_settings(registry, sub), ready=True) as base:
+            answer = httpx.post(f"{base}/v1/predict", json=RECORD, timeout=30).json()
+            assert answer["discontinuation"]["interval"] == interval
+            assert _band_words(interval, answer["discontinuation"]["risk_band_cut_points"]) == words
+            page.goto(f"{base}/")
+            _fill(page, RECORD)
+            page.click("#submit")
+            page.wait_for_selector("#result-discontinuation .range-bands")
+            assert page.inner_text("#result-discontinuation .range-bands") == words
+    monkeypatch.delenv("LENRISK_DISCONTINUATION_BANDS")
+
+    # An age above every training line's: scored (extrapolated) but given no range, and the page says why.
+    top = registry["result"].outcomes["discontinuation"].model.encoder.ranges_["age"]["max"]
+    older = {**RECORD, "age": int(top) + 2}
+    (tmp_path / "outside").mkdir()
+    with _serve(_settings(registry, tmp_path / "outside"), ready=True) as base:
+        answer = httpx.post(f"{base}/v1/predict", json=older, timeout=30).json()
+        assert "outside_training_range" in {w["kind"] for w in answer["warnings"]}
+        page.goto(f"{base}/")
+        _fill(page, older)
+        page.click("#submit")
+        page.wait_for_selector("#result-dose_reduction .range-none")
+        for outcome in OUTCOMES:
+            assert answer[outcome]["interval"] is None
+            card = f"#result-{outcome}"
+            assert page.locator(f"{card} .range-text").count() == 0
+            none = page.inner_text(f"{card} .range-none")
+            assert none.startswith("No range: this patient lies outside the data the model was developed on")
+            assert page.inner_text(f"{card} .probability") == _shown(answer[outcome]["probability"])
+    assert page.problems == []
+
+
+@pytest.mark.external
+def test_a_model_without_intervals_is_said_to_give_none(page, live):
+    """The service's real answer with the intervals nulled and no extrapolation warning: what a boosted
+    champion or a model registered before intervals gives (the session's models all carry one)."""
+    answer = httpx.post(f"{live}/v1/predict", json=RECORD, timeout=30).json()
+    assert not {"outside_training_range", "not_seen_in_training"} & {w["kind"] for w in answer["warnings"]}
+    for outcome in OUTCOMES:
+        assert answer[outcome]["interval"] is not None
+        answer[outcome]["interval"] = None
+    page.route("**/v1/predict", lambda route: route.fulfill(status=200, json=answer))
+    page.goto(f"{live}/")
+    _fill(page, RECORD)
+    page.click("#submit")
+    page.wait_for_selector("#result-dose_reduction .range-none")
+    for outcome in OUTCOMES:
+        card = f"#result-{outcome}"
+        assert page.inner_text(f"{card} .range-none") == (
+            "No range: this model version does not give one for its risks."
+        )
+        assert page.locator(f"{card} .range-text, {card} .range-bands").count() == 0
+        assert page.inner_text(f"{card} .probability") == _shown(answer[outcome]["probability"])
     assert page.problems == []
