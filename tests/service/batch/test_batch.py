@@ -203,7 +203,7 @@ def test_manifest_records_counts_hashes_and_models(predictor, csv_lines, tmp_pat
         "sha256": sha256_file(tmp_path / "scored.parquet"),
     }
     assert manifest["rejects"] == {"path": rejects.name, "sha256": sha256_file(rejects)}
-    assert manifest["engine"] == "local" and manifest["explain"] == "none"
+    assert manifest["engine"] == "local" and manifest["explain"] == "none" and manifest["interval"] is None
     for outcome, loaded in predictor.models.items():
         assert manifest["models"][outcome] == {
             "name": loaded.name,
@@ -211,6 +211,7 @@ def test_manifest_records_counts_hashes_and_models(predictor, csv_lines, tmp_pat
             "sha256": loaded.digest,
             "family": loaded.model.family,
             "small_development_sample": False,
+            "has_interval": loaded.model.has_interval,
         }
     assert pq.read_metadata(tmp_path / "scored.parquet").num_rows == 118
     regimen = "unknown value; expected one of R, Rd, RCd, RVd, KRd, DRd, IRd, ERd, MPR"
