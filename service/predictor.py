@@ -165,7 +165,13 @@ class Predictor:
         bounds ``/v1/predict`` returns), NaN where there is none (outside the training data, or a model
         without one). ``encoded``: :meth:`encode` of ``columns``, if the caller has it."""
         encoded = self.encode(columns) if encoded is None else encoded
-        return {o: m.model.interval(columns, encoded=encoded[o]) for o, m in self.models.items()}
+        bounds = {}
+        for outcome, m in self.models.items():
+            if m.model.has_interval:
+                bounds[outcome] = m.model.interval(columns, encoded=encoded[outcome])
+            else:  # no applicability check to pay for
+                bounds[outcome] = m.model.interval_encoded(encoded[outcome])
+        return bounds
 
     def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Prediction]:
         """Predict and explain both outcomes for validated contract rows (dicts with ``cm_*`` flags)."""
