@@ -10,7 +10,8 @@ interval columns, side by side in one run.
 2. Generates a ``--rows`` synthetic cohort as Parquet (``batch_benchmark.write_cohort``).
 3. Per champion, ``service.batch.local.score_file`` (read, validate, score, write, hash, reconcile, publish)
    with ``--explain none``, without and with ``--interval``, alternating, ``--repeats`` times each; prints
-   the best and the median rows/s.
+   the best and the median rows/s. Then the score columns alone (``score_columns`` on the validated
+   chunks, one thread, best of ``--repeats``): the seconds the interval adds per 1 M lines.
 
 Compare within one run only: this machine is shared and its timings move 20-30% between runs.
 """
@@ -24,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -33,7 +36,8 @@ from batch_benchmark import load_family, train_models, write_cohort  # noqa: E40
 from features.schema import OUTCOMES  # noqa: E402
 from features.validate import validate_table  # noqa: E402
 from service.batch.local import prepare_run, score_file  # noqa: E402
-from service.batch.score import Explain  # noqa: E402
+from service.batch.read import BATCH_ROWS  # noqa: E402
+from service.batch.score import Explain, score_columns  # noqa: E402
 from service.predictor import LoadedModel, Predictor, RiskBands  # noqa: E402
 from training.cohort.generate import generate_cohort  # noqa: E402
 from training.pipeline import train  # noqa: E402
@@ -57,6 +61,17 @@ def rows_per_second(predictor: Predictor, source: Path, output: Path, interval: 
     start = time.perf_counter()
     counts = score_file(predictor, paths, table, explain=Explain.NONE, interval=interval).counts
     return counts["read"] / (time.perf_counter() - start)
+
+
+def compute_seconds(predictor: Predictor, chunks: list, interval: bool, repeats: int) -> float:
+    """Seconds of ``score_columns`` over every chunk, one thread, best of ``repeats``."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for clean in chunks:
+            score_columns(predictor, clean, Explain.NONE, interval=interval)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def main() -> None:
@@ -89,6 +104,16 @@ def main() -> None:
             cells = [f"{max(s):,.0f} / {statistics.median(s):,.0f}" for s in (speeds[False], speeds[True])]
             ratio = max(speeds[True]) / max(speeds[False])
             print(f"| {name} | {family} | {cells[0]} | {cells[1]} | {ratio:.2f} |")
+        chunks = [
+            validate_table(batch.to_pandas()).clean
+            for batch in pq.ParquetFile(source).iter_batches(batch_size=BATCH_ROWS)
+        ]
+        print("\nScore columns only (one thread, best of the repeats), seconds for the file:\n")
+        print("| champion | without --interval | with --interval | added |")
+        print("|---|---|---|---|")
+        for name, predictor in predictors.items():
+            without, with_ = (compute_seconds(predictor, chunks, i, args.repeats) for i in (False, True))
+            print(f"| {name} | {without:.2f} | {with_:.2f} | {with_ - without:+.2f} |")
 
 
 if __name__ == "__main__":
