@@ -291,11 +291,11 @@ def test_a_failing_run_leaves_the_previous_files_untouched(predictor, csv_lines,
     calls = []
     original = predictor.probabilities
 
-    def failing(columns):
+    def failing(columns, **options):
         calls.append(len(columns))
         if len(calls) == 3:
             raise MemoryError("simulated failure in the third batch")
-        return original(columns)
+        return original(columns, **options)
 
     monkeypatch.setattr(predictor, "probabilities", failing)
     with pytest.raises(MemoryError):
@@ -311,8 +311,8 @@ def test_counts_that_do_not_reconcile_publish_nothing(predictor, csv_lines, tmp_
     csv_lines.to_csv(tmp_path / "lines.csv", index=False)
     original = local.score_chunk
 
-    def losing_a_row(*args):
-        scored = original(*args)
+    def losing_a_row(*args, **options):
+        scored = original(*args, **options)
         return Scored(scored.output.slice(1), scored.rejects, scored.rows, scored.rejected)
 
     monkeypatch.setattr(local, "score_chunk", losing_a_row)
