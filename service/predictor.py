@@ -122,7 +122,7 @@ class Predictor:
         """Model version per outcome."""
         return {outcome: m.version for outcome, m in self.models.items()}
 
-    def _encode(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def encode(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Encoded rows per outcome; both models of one training share their encoder, so encode once."""
         encoded: dict[int, np.ndarray] = {}
         for encoder in self._encoders.values():
@@ -130,12 +130,15 @@ class Predictor:
                 encoded[id(encoder)] = encoder.transform(columns)
         return {outcome: encoded[id(encoder)] for outcome, encoder in self._encoders.items()}
 
-    def explain_columns(self, columns: Mapping[str, Any]) -> dict[str, tuple[Explanation, np.ndarray]]:
+    def explain_columns(
+        self, columns: Mapping[str, Any], *, encoded: dict[str, np.ndarray] | None = None
+    ) -> dict[str, tuple[Explanation, np.ndarray]]:
         """Per outcome: the SHAP explanation (calibrated logit scale) and its sums per contract field.
 
-        ``columns`` maps each predictor name to a sequence of validated values (a DataFrame works).
+        ``columns`` maps each predictor name to a sequence of validated values (a DataFrame works);
+        ``encoded``: :meth:`encode` of them, if the caller has it.
         """
-        return self._explain(self._encode(columns))
+        return self._explain(self.encode(columns) if encoded is None else encoded)
 
     def _explain(self, encoded: dict[str, np.ndarray]) -> dict[str, tuple[Explanation, np.ndarray]]:
         out = {}
@@ -144,20 +147,38 @@ class Predictor:
             out[outcome] = (explanation, np.add.reduceat(explanation.values, _GROUP_STARTS, axis=1))
         return out
 
-    def probabilities(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def probabilities(
+        self, columns: Mapping[str, Any], *, encoded: dict[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
         """Per outcome: the calibrated probabilities, without explanations (the batch fast path).
 
         Equal to the explained path within float64 rounding (the same terms summed in another order).
+        ``encoded``: :meth:`encode` of ``columns``, if the caller has it.
         """
-        encoded = self._encode(columns)
+        encoded = self.encode(columns) if encoded is None else encoded
         return {o: m.model.bulk_probability(encoded[o]) for o, m in self.models.items()}
+
+    def intervals(
+        self, columns: Mapping[str, Any], *, encoded: dict[str, np.ndarray] | None = None
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per outcome: lower and upper bounds of the uncertainty interval (:meth:`RiskModel.interval`, the
+        bounds ``/v1/predict`` returns), NaN where there is none (outside the training data, or a model
+        without one). ``encoded``: :meth:`encode` of ``columns``, if the caller has it."""
+        encoded = self.encode(columns) if encoded is None else encoded
+        bounds = {}
+        for outcome, m in self.models.items():
+            if m.model.has_interval:
+                bounds[outcome] = m.model.interval(columns, encoded=encoded[outcome])
+            else:  # no applicability check to pay for
+                bounds[outcome] = m.model.interval_encoded(encoded[outcome])
+        return bounds
 
     def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Prediction]:
         """Predict and explain both outcomes for validated contract rows (dicts with ``cm_*`` flags)."""
         columns = {name: [row.get(name) for row in rows] for name in PREDICTOR_NAMES}
-        encoded = self._encode(columns)
+        encoded = self.encode(columns)
         per_outcome = self._explain(encoded)
-        bounds = {o: m.model.interval(columns, encoded=encoded[o]) for o, m in self.models.items()}
+        bounds = self.intervals(columns, encoded=encoded)
         results = []
         for i, row in enumerate(rows):
             outcomes = {}

@@ -32,16 +32,26 @@ def score_file(
     source: InputTable,
     *,
     explain: Explain = Explain.NONE,
+    interval: bool = False,
     progress: Callable[[int], None] | None = None,
     workers: int = WORKERS,
 ) -> RunSummary:
     """Score ``source`` in this process and publish the run under its locks (see
     :func:`service.batch.publish.claim_outputs` and :func:`service.batch.publish.write_run`)."""
-    schema = output_schema(source.schema, explain)
+    schema = output_schema(source.schema, explain, interval=interval)
     with claim_outputs(paths), one_thread_per_kernel():
         results = in_order(
-            lambda chunk: score_chunk(predictor, chunk, explain, schema), prefetched(source.chunks()), workers
+            lambda chunk: score_chunk(predictor, chunk, explain, schema, interval=interval),
+            prefetched(source.chunks()),
+            workers,
         )
         return write_run(
-            paths, source, results, predictor=predictor, explain=explain, engine="local", progress=progress
+            paths,
+            source,
+            results,
+            predictor=predictor,
+            explain=explain,
+            interval=interval,
+            engine="local",
+            progress=progress,
         )

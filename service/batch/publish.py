@@ -28,6 +28,7 @@ import pyarrow.csv as pv
 import pyarrow.parquet as pq
 
 from features.errors import FileFormatError, LenriskError
+from features.model.riskmodel import INTERVAL_LEVEL
 from features.tableio import StagedFile, atomic_write, table_format
 from service.batch.read import InputTable
 from service.batch.score import REJECT_SCHEMA, Explain, Scored, output_schema
@@ -187,6 +188,7 @@ def write_run(
     predictor: Predictor,
     explain: Explain,
     engine: str,
+    interval: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Write scored chunks and rejects, reconcile the counts, then publish output, rejects and manifest.
@@ -201,7 +203,9 @@ def write_run(
     with ThreadPoolExecutor(2) as pool:  # the input's SHA-256, and writing
         input_sha256 = pool.submit(sha256_file, paths.input)
         try:
-            staged.append(_StagedTable(paths.output, output_schema(source.schema, explain)))
+            staged.append(
+                _StagedTable(paths.output, output_schema(source.schema, explain, interval=interval))
+            )
             staged.append(_StagedTable(paths.rejects, REJECT_SCHEMA))
             output, rejects = staged
             read = rejected = 0
@@ -224,7 +228,7 @@ def write_run(
                 )
             counts = {"read": read, "scored": output.rows, "rejected": rejected, "reject_lines": rejects.rows}
             manifest = _manifest(
-                paths, source, input_sha256.result(), hashes, counts, predictor, explain, engine
+                paths, source, input_sha256.result(), hashes, counts, predictor, explain, interval, engine
             )
             _publish(paths, staged, manifest)
         except BaseException:
@@ -249,6 +253,7 @@ def _manifest(
     counts: dict[str, int],
     predictor: Predictor,
     explain: Explain,
+    interval: bool,
     engine: str,
 ) -> dict[str, Any]:
     """The manifest. Every path in it is relative to the manifest's folder (``../in/lines.csv``, from the
@@ -258,6 +263,7 @@ def _manifest(
         "lenrisk_version": importlib.metadata.version("lenrisk"),
         "engine": engine,
         "explain": explain.value,
+        "interval": INTERVAL_LEVEL if interval else None,  # level of the interval columns; None: not written
         "input": {
             "path": os.path.relpath(paths.input, beside),
             "format": source.format[1:],
@@ -273,6 +279,7 @@ def _manifest(
                 "sha256": m.digest,
                 "family": m.model.family,
                 "small_development_sample": m.small_sample,
+                "has_interval": m.model.has_interval,
             }
             for outcome, m in predictor.models.items()
         },

@@ -103,7 +103,7 @@ def open_input(path: Path, *, batch_rows: int = BATCH_ROWS) -> InputTable:
     except OSError as err:
         raise FileFormatError(f"{path.name}: cannot be read ({type(err).__name__})") from err
     check_table_columns(schema.names)
-    written = {name for mode in Explain for name in score_schema(mode).names}
+    written = {name for mode in Explain for name in score_schema(mode, interval=True).names}
     clashing = [name for name in schema.names if name in written]
     if clashing:
         raise FileFormatError(f"{path.name}: already has columns that scoring writes: {', '.join(clashing)}")

@@ -3,7 +3,8 @@
 Valid rows are scored by :class:`service.predictor.Predictor`, the object behind ``/v1/predict``: same
 encoding, calibration, applicability flags and explanations. The output rows are the input columns
 unchanged, then the score columns (:func:`score_schema`); every broken rule of a rejected row is one line of
-the rejects (:data:`REJECT_SCHEMA`).
+the rejects (:data:`REJECT_SCHEMA`). With ``interval``, each outcome's risk is followed by the bounds of its
+uncertainty interval (:meth:`Predictor.intervals`, the API's), null where there is none.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ REJECT_SCHEMA = pa.schema(
 _VALIDATED = (*RECORD_NAMES, *(c.name for c in OUTCOME_COLUMNS))  # outcomes are checked when present
 
 
-def score_schema(explain: Explain) -> pa.Schema:
+def score_schema(explain: Explain, *, interval: bool = False) -> pa.Schema:
     """The columns scoring appends to the input's, in order."""
     fields = [(f"risk_{o}", pa.float64()) for o in OUTCOMES]
+    if interval:
+        fields += [(f"{o}_{bound}", pa.float64()) for o in OUTCOMES for bound in ("lower", "upper")]
     fields += [(f"model_version_{o}", pa.string()) for o in OUTCOMES]
     fields.append(("applicability", pa.string()))
     for o in OUTCOMES:
@@ -50,9 +53,9 @@ def score_schema(explain: Explain) -> pa.Schema:
     return pa.schema(fields)
 
 
-def output_schema(input_schema: pa.Schema, explain: Explain) -> pa.Schema:
+def output_schema(input_schema: pa.Schema, explain: Explain, *, interval: bool = False) -> pa.Schema:
     """Input columns unchanged, then the score columns."""
-    return pa.schema([*input_schema, *score_schema(explain)])
+    return pa.schema([*input_schema, *score_schema(explain, interval=interval)])
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,13 @@ class Scored:
     rejected: int  # rows rejected (a row breaking three rules has three reject lines)
 
 
-def score_chunk(predictor: Predictor, chunk: Chunk, explain: Explain, schema: pa.Schema) -> Scored:
+def score_chunk(
+    predictor: Predictor, chunk: Chunk, explain: Explain, schema: pa.Schema, *, interval: bool = False
+) -> Scored:
     """Validate a chunk against the contract, score its valid rows, and collect a reject line per broken rule.
 
-    ``schema`` is :func:`output_schema` of the input. Reject lines are ordered by row, then contract column.
+    ``schema`` is :func:`output_schema` of the input (with the same ``interval``). Reject lines are ordered
+    by row, then contract column.
     """
     batch = chunk.batch
     frame = batch.select([name for name in _VALIDATED if name in batch.schema.names]).to_pandas(
@@ -80,7 +86,7 @@ def score_chunk(predictor: Predictor, chunk: Chunk, explain: Explain, schema: pa
         keep = np.ones(batch.num_rows, dtype=bool)
         keep[validation.rejected] = False
         batch = batch.filter(pa.array(keep))
-    scores = score_columns(predictor, validation.clean, explain)
+    scores = score_columns(predictor, validation.clean, explain, interval=interval)
     lines = pa.concat_batches([reject_batch(errors), chunk.unsplit])
     lines = lines.take(np.argsort(lines.column(0).to_numpy(), kind="stable"))  # keeps column order
     return Scored(
@@ -91,17 +97,25 @@ def score_chunk(predictor: Predictor, chunk: Chunk, explain: Explain, schema: pa
     )
 
 
-def score_columns(predictor: Predictor, clean: pd.DataFrame, explain: Explain) -> list[pa.Array]:
+def score_columns(
+    predictor: Predictor, clean: pd.DataFrame, explain: Explain, *, interval: bool = False
+) -> list[pa.Array]:
     """The :func:`score_schema` columns for validated rows, from the same predictor calls as the API."""
     n = len(clean)
     if n == 0:
-        return [pa.array([], type=f.type) for f in score_schema(explain)]
+        return [pa.array([], type=f.type) for f in score_schema(explain, interval=interval)]
+    encoded = predictor.encode(clean)
     if explain is Explain.NONE:
-        risks, explained = predictor.probabilities(clean), {}
+        risks, explained = predictor.probabilities(clean, encoded=encoded), {}
     else:
-        explained = predictor.explain_columns(clean)
+        explained = predictor.explain_columns(clean, encoded=encoded)
         risks = {o: explanation.probability for o, (explanation, _) in explained.items()}
     arrays = [pa.array(risks[o], pa.float64()) for o in OUTCOMES]
+    if interval:
+        bounds = predictor.intervals(clean, encoded=encoded)
+        arrays += [
+            pa.array(b, pa.float64(), from_pandas=True) for o in OUTCOMES for b in bounds[o]
+        ]  # NaN: null
     arrays += [pa.repeat(pa.scalar(predictor.models[o].version, pa.string()), n) for o in OUTCOMES]
     arrays.append(predictor.applicability_flags(clean))
     names = pa.array(FIELDS, pa.string())

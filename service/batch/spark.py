@@ -130,6 +130,7 @@ def score_file_spark(
     source: InputTable,
     *,
     explain: Explain = Explain.NONE,
+    interval: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Score ``source`` on Spark and publish the run as :func:`service.batch.local.score_file` does."""
@@ -141,6 +142,7 @@ def score_file_spark(
                 csv=source.format == ".csv",
                 schema=source.schema,
                 explain=explain,
+                interval=interval,
                 models=_ship_models(spark, predictor),
                 bands=predictor.bands,
                 file_name=source.path.name,
@@ -159,6 +161,7 @@ def score_file_spark(
                 results,
                 predictor=predictor,
                 explain=explain,
+                interval=interval,
                 engine="spark",
                 progress=progress,
             )
@@ -229,6 +232,7 @@ class _ExecutorScoring:
     csv: bool
     schema: pa.Schema
     explain: Explain
+    interval: bool
     models: tuple[_ShippedModel, ...]
     bands: dict[str, RiskBands]
     file_name: str
@@ -236,12 +240,12 @@ class _ExecutorScoring:
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         predictor = _executor_predictor(self.models, self.bands)
-        schema = output_schema(self.schema, self.explain)
+        schema = output_schema(self.schema, self.explain, interval=self.interval)
         chunks = self._csv_chunks(batches) if self.csv else self._parquet_chunks(batches)
         try:
             with one_thread_per_kernel():  # Spark runs one task per core
                 for block, first, lines, chunk in chunks:
-                    scored = score_chunk(predictor, chunk, self.explain, schema)
+                    scored = score_chunk(predictor, chunk, self.explain, schema, interval=self.interval)
                     name = f"{block:020d}-{first:020d}"
                     _write_ipc(Path(self.staging) / f"{name}.out", scored.output)
                     _write_ipc(Path(self.staging) / f"{name}.rej", scored.rejects)

@@ -74,6 +74,15 @@ def score(
             help="Where to score: local (in this process) or spark (Apache Spark; needs Java 17 or 21).",
         ),
     ] = Engine.LOCAL,
+    interval: Annotated[
+        bool,
+        typer.Option(
+            "--interval",
+            help="Also write each risk's 95% uncertainty interval: <outcome>_lower and <outcome>_upper, "
+            "how much the risk could move had the model been developed on another sample (not the spread "
+            "of outcomes); empty for rows outside the training data and for models without one.",
+        ),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Score every row of a CSV or Parquet file.
@@ -95,16 +104,21 @@ def score(
     out = console(quiet)
     models = ", ".join(f"{m.name} v{m.version}" for m in predictor.models.values())
     out.print(
-        f"Scoring {paths.input.name} with {models} (@{settings.model_alias}; explain {explain}, {engine})"
+        f"Scoring {paths.input.name} with {models} (@{settings.model_alias}; explain {explain}"
+        f"{', intervals' if interval else ''}, {engine})"
     )
     with row_progress(quiet, source.rows) as advance:
         if engine is Engine.SPARK:
             from service.batch.spark import score_file_spark, spark_session
 
             with spark_session(quiet=quiet) as spark:
-                summary = score_file_spark(spark, predictor, paths, source, explain=explain, progress=advance)
+                summary = score_file_spark(
+                    spark, predictor, paths, source, explain=explain, interval=interval, progress=advance
+                )
         else:
-            summary = score_file(predictor, paths, source, explain=explain, progress=advance)
+            summary = score_file(
+                predictor, paths, source, explain=explain, interval=interval, progress=advance
+            )
     counts = summary.counts
     typer.echo(
         f"{counts['read']} rows read = {counts['scored']} scored + {counts['rejected']} rejected "

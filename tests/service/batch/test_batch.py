@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.encoding import FeatureEncoder
+from features.errors import FileFormatError
 from features.model.riskmodel import RiskModel
 from features.schema import OUTCOMES, PREDICTOR_NAMES
 from features.tableio import StagedFile, read_table
@@ -203,7 +204,7 @@ def test_manifest_records_counts_hashes_and_models(predictor, csv_lines, tmp_pat
         "sha256": sha256_file(tmp_path / "scored.parquet"),
     }
     assert manifest["rejects"] == {"path": rejects.name, "sha256": sha256_file(rejects)}
-    assert manifest["engine"] == "local" and manifest["explain"] == "none"
+    assert manifest["engine"] == "local" and manifest["explain"] == "none" and manifest["interval"] is None
     for outcome, loaded in predictor.models.items():
         assert manifest["models"][outcome] == {
             "name": loaded.name,
@@ -211,6 +212,7 @@ def test_manifest_records_counts_hashes_and_models(predictor, csv_lines, tmp_pat
             "sha256": loaded.digest,
             "family": loaded.model.family,
             "small_development_sample": False,
+            "has_interval": loaded.model.has_interval,
         }
     assert pq.read_metadata(tmp_path / "scored.parquet").num_rows == 118
     regimen = "unknown value; expected one of R, Rd, RCd, RVd, KRd, DRd, IRd, ERd, MPR"
@@ -289,11 +291,11 @@ def test_a_failing_run_leaves_the_previous_files_untouched(predictor, csv_lines,
     calls = []
     original = predictor.probabilities
 
-    def failing(columns):
+    def failing(columns, **options):
         calls.append(len(columns))
         if len(calls) == 3:
             raise MemoryError("simulated failure in the third batch")
-        return original(columns)
+        return original(columns, **options)
 
     monkeypatch.setattr(predictor, "probabilities", failing)
     with pytest.raises(MemoryError):
@@ -309,8 +311,8 @@ def test_counts_that_do_not_reconcile_publish_nothing(predictor, csv_lines, tmp_
     csv_lines.to_csv(tmp_path / "lines.csv", index=False)
     original = local.score_chunk
 
-    def losing_a_row(*args):
-        scored = original(*args)
+    def losing_a_row(*args, **options):
+        scored = original(*args, **options)
         return Scored(scored.output.slice(1), scored.rejects, scored.rows, scored.rejected)
 
     monkeypatch.setattr(local, "score_chunk", losing_a_row)
@@ -415,3 +417,116 @@ def test_cli_unknown_alias_exits_2_before_any_output(lenrisk, csv_lines, tmp_pat
     assert result.exit_code == 2
     assert "cannot resolve alias 'nope'" in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["lines.csv"]
+
+
+# ------------------------------------------------------------------------------- uncertainty intervals
+
+
+def interval_lines(registry) -> pd.DataFrame:
+    """40 generated lines of the session's two training settings; line 0 older than any training line (an
+    input outside the training range), line 1 in a setting the session's models never saw, line 2 with CrCl
+    unknown (imputed as in training: still an interval)."""
+    frame = generate_cohort(40, seed=41, settings=("relapsed_refractory", "newly_diagnosed"))
+    top = registry["result"].outcomes["discontinuation"].model.encoder.ranges_["age"]["max"]
+    assert top + 2 <= 100  # still valid under the contract
+    frame.loc[0, "age"] = top + 2
+    frame.loc[1, "setting"] = "maintenance"
+    frame.loc[2, "crcl_ml_min"] = np.nan
+    return frame
+
+
+def test_interval_columns_are_the_kernels_and_null_where_extrapolated(predictor, registry, tmp_path):
+    frame = interval_lines(registry)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "lines.parquet")
+    summary = run(predictor, tmp_path / "lines.parquet", tmp_path / "scored.parquet", interval=True)
+    scored = pq.read_table(tmp_path / "scored.parquet")
+    clean = validate_table(frame).clean
+    assert len(clean) == scored.num_rows == 40
+    names = scored.column_names
+    assert names[names.index("risk_dose_reduction") + 1 : names.index("model_version_discontinuation")] == [
+        "discontinuation_lower",
+        "discontinuation_upper",
+        "dose_reduction_lower",
+        "dose_reduction_upper",
+    ]
+    for o in OUTCOMES:
+        model = registry["result"].outcomes[o].model  # the trained kernel, not the registry's copy
+        assert model.has_interval
+        lower, upper = model.interval(clean)
+        assert np.isnan(lower[:2]).all() and np.isfinite(lower[2:]).all()  # the kernel's own verdict
+        got_lower, got_upper = scored[f"{o}_lower"], scored[f"{o}_upper"]
+        assert got_lower.type == got_upper.type == pa.float64()
+        assert got_lower.null_count == got_upper.null_count == 2  # null, not NaN
+        assert got_lower[:2].to_pylist() == got_upper[:2].to_pylist() == [None, None]
+        np.testing.assert_allclose(
+            got_lower.to_numpy(zero_copy_only=False)[2:], lower[2:], rtol=1e-12, atol=0
+        )
+        np.testing.assert_allclose(
+            got_upper.to_numpy(zero_copy_only=False)[2:], upper[2:], rtol=1e-12, atol=0
+        )
+        risk = scored[f"risk_{o}"].to_numpy()
+        assert (lower[2:] < risk[2:]).all() and (risk[2:] < upper[2:]).all()
+        assert np.isfinite(risk[:2]).all()  # extrapolated rows are still scored
+    assert summary.manifest["interval"] == 0.95
+    assert all(m["has_interval"] is True for m in summary.manifest["models"].values())
+
+
+def test_interval_columns_equal_predict_rows_with_explanations_in_csv(predictor, registry, tmp_path):
+    frame = interval_lines(registry)
+    frame.to_csv(tmp_path / "lines.csv", index=False)
+    run(predictor, tmp_path / "lines.csv", tmp_path / "scored.csv", interval=True, explain=Explain.TOP3)
+    scored = read_csv(tmp_path / "scored.csv")
+    clean = validate_table(frame).clean
+    rows = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in clean.to_dict("records")]
+    for i, prediction in enumerate(predictor.predict_rows(rows)):  # what /v1/predict answers
+        for o, answer in prediction.outcomes.items():
+            lower, upper = scored[f"{o}_lower"][i], scored[f"{o}_upper"][i]
+            if answer.interval is None:
+                assert i < 2 and np.isnan(lower) and np.isnan(upper)  # an empty CSV cell
+            else:
+                assert answer.interval[2] == 0.95
+                assert (lower, upper) == pytest.approx(answer.interval[:2], rel=1e-12, abs=0)
+
+
+def test_without_the_flag_no_interval_columns_and_the_same_scores(predictor, registry, tmp_path):
+    frame = interval_lines(registry)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "lines.parquet")
+    plain = run(predictor, tmp_path / "lines.parquet", tmp_path / "plain.parquet")
+    run(predictor, tmp_path / "lines.parquet", tmp_path / "with.parquet", interval=True)
+    without, with_ = pq.read_table(tmp_path / "plain.parquet"), pq.read_table(tmp_path / "with.parquet")
+    bounds = [f"{o}_{b}" for o in OUTCOMES for b in ("lower", "upper")]
+    assert not set(bounds) & set(without.column_names)
+    assert without.column_names == [n for n in with_.column_names if n not in bounds]
+    same_scores(without, with_.drop_columns(bounds))  # the flag adds columns, changes nothing else
+    assert plain.manifest["interval"] is None
+
+
+def test_a_model_without_interval_gives_null_columns(boosted, registry, tmp_path):
+    frame = interval_lines(registry)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "lines.parquet")
+    summary = run(boosted, tmp_path / "lines.parquet", tmp_path / "scored.parquet", interval=True)
+    scored = pq.read_table(tmp_path / "scored.parquet")
+    for o in OUTCOMES:
+        assert scored[f"{o}_lower"].null_count == scored[f"{o}_upper"].null_count == 40
+        assert np.isfinite(scored[f"risk_{o}"].to_numpy()).all()
+        assert summary.manifest["models"][o]["has_interval"] is False
+
+
+def test_an_input_with_an_interval_column_name_is_refused(predictor, registry, tmp_path):
+    frame = interval_lines(registry)
+    frame["dose_reduction_upper"] = 1.0
+    frame.to_csv(tmp_path / "lines.csv", index=False)
+    with pytest.raises(
+        FileFormatError, match="already has columns that scoring writes: dose_reduction_upper"
+    ):
+        prepare_run(tmp_path / "lines.csv", tmp_path / "out.csv")
+
+
+def test_cli_interval_flag(lenrisk, registry, tmp_path):
+    interval_lines(registry).to_csv(tmp_path / "lines.csv", index=False)
+    result = lenrisk("--input", tmp_path / "lines.csv", "--output", tmp_path / "out.csv", "--interval")
+    assert result.exit_code == 0, result.output
+    assert "explain none, intervals, local" in result.output
+    out = read_csv(tmp_path / "out.csv")
+    assert out["discontinuation_lower"].isna().tolist() == [True, True] + [False] * 38
+    assert json.loads((tmp_path / "out.csv.manifest.json").read_text())["interval"] == 0.95

@@ -20,7 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from features.errors import FileFormatError
-from features.schema import RECORD_NAMES
+from features.schema import OUTCOMES, RECORD_NAMES
+from features.validate import validate_table
 from service.batch.local import prepare_run, score_file
 from service.batch.publish import sha256_file
 from service.batch.score import Explain
@@ -77,15 +78,17 @@ def bad_csv() -> bytes:
     return b"\xef\xbb\xbf" + "\r\n".join(lines).encode()
 
 
-def score_both(spark, predictor, source, tmp_path, suffix, explain):
+def score_both(spark, predictor, source, tmp_path, suffix, explain, **options):
     """Score ``source`` with each engine; return both manifests."""
     manifests = {}
     for engine in ("local", "spark"):
         paths, table = prepare_run(source, tmp_path / f"{engine}{suffix}")
         if engine == "local":
-            manifests[engine] = score_file(predictor, paths, table, explain=explain).manifest
+            manifests[engine] = score_file(predictor, paths, table, explain=explain, **options).manifest
         else:
-            manifests[engine] = score_file_spark(spark, predictor, paths, table, explain=explain).manifest
+            manifests[engine] = score_file_spark(
+                spark, predictor, paths, table, explain=explain, **options
+            ).manifest
     return manifests
 
 
@@ -126,6 +129,38 @@ def test_parquet_scores_match_the_local_engine_with_input_types_kept(spark, pred
     same_scores(local, on_spark)
     assert sha256_file(tmp_path / "local.rejects.csv") == sha256_file(tmp_path / "spark.rejects.csv")
     assert manifests["spark"]["counts"] == {"read": N, "scored": N - 2, "rejected": 2, "reject_lines": 2}
+
+
+def test_spark_gives_the_local_engines_intervals(spark, predictor, registry, tmp_path):
+    """Several partitions and Arrow batches; lines outside the training data (null) early and late."""
+    frame = generate_cohort(N, seed=23, settings=("relapsed_refractory", "newly_diagnosed"))
+    top = registry["result"].outcomes["discontinuation"].model.encoder.ranges_["age"]["max"]
+    frame.loc[[4, 270], "age"] = top + 2
+    frame.loc[[130, 299], "setting"] = "maintenance"
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "lines.parquet", row_group_size=60
+    )
+    manifests = score_both(
+        spark, predictor, tmp_path / "lines.parquet", tmp_path, ".parquet", Explain.NONE, interval=True
+    )
+
+    local, on_spark = pq.read_table(tmp_path / "local.parquet"), pq.read_table(tmp_path / "spark.parquet")
+    assert local.schema == on_spark.schema
+    bounds = [f"{o}_{b}" for o in OUTCOMES for b in ("lower", "upper")]
+    same_scores(local.drop_columns(bounds), on_spark.drop_columns(bounds))
+    assert manifests["spark"]["interval"] == manifests["local"]["interval"] == 0.95
+    clean = validate_table(frame).clean
+    for o in OUTCOMES:
+        lower, upper = registry["result"].outcomes[o].model.interval(clean)
+        nulls = np.flatnonzero(np.isnan(lower))
+        assert {4, 130, 270, 299} <= set(nulls.tolist()) and len(nulls) < N // 2
+        for name, kernel in ((f"{o}_lower", lower), (f"{o}_upper", upper)):
+            assert on_spark[name].null_count == local[name].null_count == len(nulls)
+            assert on_spark[name].is_null().equals(local[name].is_null())
+            here, there = (t[name].to_numpy(zero_copy_only=False) for t in (local, on_spark))
+            # matrix products of other batch sizes: equal within float64 rounding, not bit for bit
+            np.testing.assert_allclose(there, here, rtol=1e-12, atol=0)  # NaN where NaN
+            np.testing.assert_allclose(there, kernel, rtol=1e-12, atol=0)
 
 
 def test_a_whole_file_problem_on_an_executor_stops_the_run_before_any_output(
