@@ -194,6 +194,28 @@ class FeatureEncoder:
             X[first_cm + j] = _floats(rows[name])
         return X.T.copy()  # C order with standard strides, also for one row (BLAS paths depend on them)
 
+    def applicability(self, rows: Mapping[str, Any]) -> list[tuple[str, str, np.ndarray]]:
+        """(field, kind, per-row mask) of every check of rows against the training data: ``unknown`` (imputed
+        as in training), ``outside_training_range`` (a number beyond the training min/max) and
+        ``not_seen_in_training`` (a category no training line had). The service's warnings and the
+        kernel's refusal of an interval both read these."""
+        checks = []
+        for name in NUMERIC_INPUTS:
+            values = np.atleast_1d(np.asarray(rows[name], dtype=np.float64))
+            unknown = np.isnan(values)
+            lo, hi = self.ranges_[name]["min"], self.ranges_[name]["max"]
+            checks.append((name, "unknown", unknown))
+            checks.append((name, "outside_training_range", ~unknown & ((values < lo) | (values > hi))))
+        for name, counts in self.categories_.items():
+            unseen = {value for value, count in counts.items() if count == 0}
+            values = rows[name]
+            if not unseen:  # the usual case: training saw every category
+                mask = np.zeros(len(values), dtype=bool)
+            else:
+                mask = np.fromiter((v in unseen for v in values), dtype=bool, count=len(values))
+            checks.append((name, "not_seen_in_training", mask))
+        return checks
+
     def _spline(self, name: str, values: np.ndarray) -> np.ndarray | float:
         """The nonlinear spline terms of ``values`` (features x rows); 0 without knots (linear only)."""
         knots = self.knots_[name]

@@ -201,30 +201,10 @@ class Predictor:
             )
         return results
 
-    def _checks(self, columns: Mapping[str, Any]) -> list[tuple[str, str, np.ndarray]]:
-        """(field, kind, per-row mask) of every applicability check: unknown, outside range, unseen."""
-        encoder = self._encoder
-        checks = []
-        for name in NUMERIC_INPUTS:
-            values = np.atleast_1d(np.asarray(columns[name], dtype=np.float64))
-            unknown = np.isnan(values)
-            lo, hi = encoder.ranges_[name]["min"], encoder.ranges_[name]["max"]
-            checks.append((name, "unknown", unknown))
-            checks.append((name, "outside_training_range", ~unknown & ((values < lo) | (values > hi))))
-        for name, counts in encoder.categories_.items():
-            unseen = {value for value, count in counts.items() if count == 0}
-            values = columns[name]
-            if not unseen:  # the usual case: training saw every category
-                mask = np.zeros(len(values), dtype=bool)
-            else:
-                mask = np.fromiter((v in unseen for v in values), dtype=bool, count=len(values))
-            checks.append((name, "not_seen_in_training", mask))
-        return checks
-
     def applicability(self, row: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Inputs valid under the contract but unknown or outside what the models were trained on."""
         warnings = []
-        for name, kind, mask in self._checks(
+        for name, kind, mask in self._encoder.applicability(
             {k: [row.get(k)] for k in (*NUMERIC_INPUTS, *CATEGORICAL_INPUTS)}
         ):
             if mask[0]:
@@ -236,7 +216,7 @@ class Predictor:
 
         Rows are grouped by which checks they fail (a bit mask), so each distinct text is built once.
         """
-        checks = self._checks(columns)
+        checks = self._encoder.applicability(columns)
         failed = np.zeros(len(checks[0][2]), dtype=np.int64)
         for bit, (_, _, mask) in enumerate(checks):
             failed |= mask.astype(np.int64) << bit

@@ -119,15 +119,10 @@ class RiskModel:
         """Per row: a numeric input outside the training range or a category no training line had (the
         service's ``outside_training_range`` and ``not_seen_in_training`` warnings; unknown values are
         imputed as in training and do not count)."""
-        encoder = self.encoder
         outside = np.zeros(len(rows["age"]), dtype=bool)
-        for name, r in encoder.ranges_.items():
-            values = np.asarray(rows[name], dtype=np.float64)
-            outside |= (values < r["min"]) | (values > r["max"])  # NaN (unknown) compares False
-        for name, counts in encoder.categories_.items():
-            unseen = [value for value, count in counts.items() if count == 0]
-            if unseen:
-                outside |= np.isin(np.asarray(rows[name], dtype=object), unseen)
+        for _, kind, mask in self.encoder.applicability(rows):
+            if kind != "unknown":
+                outside |= mask
         return outside
 
     def interval(
