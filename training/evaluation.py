@@ -50,6 +50,7 @@ __all__ = [
     "age_band",
     "auc",
     "calibration",
+    "calibration_intervals",
     "decision_curve_figure",
     "discrimination",
     "evaluate",
@@ -268,6 +269,55 @@ def calibration(y: ArrayLike, p: ArrayLike) -> dict[str, float]:
     1958;45:562.
     """
     return _calibration(*_check(y, p))
+
+
+def _fit_logistic_ci(y: NDArray, exog: NDArray, offset: NDArray | None = None) -> list[Interval]:
+    """Like :func:`_fit_logistic`, each coefficient with its 95% Wald interval (NaNs when not identified)."""
+    nan = [Interval(float("nan"), float("nan"), float("nan"))] * exog.shape[1]
+    if y.min() == y.max():
+        return nan
+    model = GLM(y, exog, family=families.Binomial(), offset=offset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerfectSeparationWarning)
+        warnings.simplefilter("error", ConvergenceWarning)
+        try:
+            result = model.fit()
+        except (PerfectSeparationWarning, ConvergenceWarning, np.linalg.LinAlgError):
+            return nan
+    bounds = np.asarray(result.conf_int(alpha=0.05))
+    if not (np.isfinite(result.params).all() and np.isfinite(bounds).all()):
+        return nan
+    return [
+        Interval(float(e), float(lo), float(hi)) for e, (lo, hi) in zip(result.params, bounds, strict=True)
+    ]
+
+
+def calibration_intervals(y: ArrayLike, p: ArrayLike) -> dict[str, Interval]:
+    """:func:`calibration`'s three measures, each with its 95% confidence interval (external validation).
+
+    Returns
+    -------
+    dict of :class:`Interval`
+        ``calibration_intercept`` and ``calibration_slope``: maximum-likelihood estimates with Wald
+        intervals (the intercept with ``logit(p)`` as offset, the slope from ``a + b logit(p)``).
+        ``observed_expected``: O/E with the interval ``exp(ln(O/E) +/- 1.96 sqrt((1 - O/N) / O))``
+        (Debray TPA et al. BMJ 2017;356:i6460, table 2). NaN where not identified (no events, one class,
+        separation).
+    """
+    y_arr, p_arr = _check(y, p)
+    lp = _logit(p_arr)
+    yf = y_arr.astype(float)
+    (intercept,) = _fit_logistic_ci(yf, np.ones((len(yf), 1)), offset=lp)
+    nan = Interval(float("nan"), float("nan"), float("nan"))
+    slope = nan if np.ptp(lp) == 0 else _fit_logistic_ci(yf, np.column_stack([np.ones_like(lp), lp]))[1]
+    observed, expected, n = float(yf.sum()), float(p_arr.sum()), len(yf)
+    if observed > 0 and expected > 0:
+        ratio = observed / expected
+        half = 1.959964 * np.sqrt((1 - observed / n) / observed)
+        oe = Interval(ratio, float(ratio * np.exp(-half)), float(ratio * np.exp(half)))
+    else:
+        oe = Interval(_ratio(observed, expected), float("nan"), float("nan"))
+    return {"calibration_intercept": intercept, "calibration_slope": slope, "observed_expected": oe}
 
 
 # -------------------------------------------------------------------------------------------------- overall

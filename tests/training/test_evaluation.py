@@ -242,3 +242,29 @@ def test_invalid_groups_and_thresholds_raise():
         ev.net_benefit([0, 1], [0.1, 0.9], [0.0, 0.5])
     with pytest.raises(ValueError, match="one label per row"):
         ev.subgroup_table([0, 1], [0.1, 0.9], {"sex": ["female"]})
+
+
+def test_calibration_intervals_match_the_point_estimates_and_cover_perfection(calibrated):
+    y, p = calibrated
+    point, ci = ev.calibration(y, p), ev.calibration_intervals(y, p)
+    for name in ("calibration_intercept", "calibration_slope", "observed_expected"):
+        assert ci[name].estimate == pytest.approx(point[name], rel=1e-6)
+        assert ci[name].lower < ci[name].estimate < ci[name].upper
+    assert ci["calibration_intercept"].lower < 0 < ci["calibration_intercept"].upper
+    assert ci["calibration_slope"].lower < 1 < ci["calibration_slope"].upper
+    assert ci["observed_expected"].lower < 1 < ci["observed_expected"].upper
+
+
+def test_calibration_intervals_exclude_perfection_for_risks_twice_too_high(calibrated):
+    y, p = calibrated
+    ci = ev.calibration_intervals(y, np.clip(2 * p, 0, 1))
+    assert ci["observed_expected"].upper < 1
+    assert ci["calibration_intercept"].upper < 0
+    o, e, n = y.sum(), np.clip(2 * p, 0, 1).sum(), len(y)
+    half = 1.959964 * np.sqrt((1 - o / n) / o)
+    assert ci["observed_expected"].lower == pytest.approx(o / e * np.exp(-half))
+
+
+def test_calibration_intervals_are_nan_without_events():
+    ci = ev.calibration_intervals(np.zeros(20, dtype=int), np.full(20, 0.2))
+    assert np.isnan(ci["calibration_slope"].estimate) and np.isnan(ci["observed_expected"].lower)
