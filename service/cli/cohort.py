@@ -78,6 +78,24 @@ def cohort(
             "check fails.",
         ),
     ] = False,
+    shift_log_odds: Annotated[
+        float,
+        typer.Option(
+            "--shift-log-odds",
+            metavar="LOG_ODDS",
+            help="A population unlike the development one: add this to both outcomes' intercepts in every "
+            "setting (e.g. 0.5: higher baseline risks), for testing validation, updating and monitoring.",
+        ),
+    ] = 0.0,
+    shift_age: Annotated[
+        float,
+        typer.Option(
+            "--shift-age",
+            metavar="YEARS",
+            help="A population unlike the development one: add this many years to every setting's ages "
+            "(kept within 18-100).",
+        ),
+    ] = 0.0,
     replicates: Annotated[
         int | None,
         typer.Option(
@@ -96,7 +114,7 @@ def cohort(
     --validate: the key study's published results beside the generator's, in a table.
     """
     if validate:
-        if out is not None or setting or with_truth:
+        if out is not None or setting or with_truth or shift_log_odds or shift_age:
             raise typer.BadParameter(
                 "takes only --n, --replicates, --seed and --quiet (it uses relapsed_refractory lines)",
                 param_hint="--validate",
@@ -107,6 +125,7 @@ def cohort(
         raise typer.BadParameter("only with --validate", param_hint="--replicates")
     from features.tableio import write_table
     from training.cohort.generate import UnknownSettingError, generate_cohort, resolve_settings
+    from training.cohort.shift import shifted
 
     if n is None:
         raise typer.BadParameter("give the number of lines to generate", param_hint="--n")
@@ -119,7 +138,8 @@ def cohort(
     _check_output(out)
     with progress(quiet) as bar:
         task = bar.add_task(f"generating {n:,} lines", total=2)
-        frame = generate_cohort(n, seed, settings=settings, with_truth=with_truth)
+        params = shifted(log_odds=shift_log_odds, age_years=shift_age)
+        frame = generate_cohort(n, seed, settings=settings, with_truth=with_truth, params=params)
         bar.update(task, advance=1, description=f"writing {out.name}")
         write_table(frame, out)
         bar.advance(task)

@@ -263,3 +263,30 @@ def test_cli_refuses_a_missing_directory_before_generating(runner, tmp_path):
     result = runner.invoke(app, ["cohort", "--n", "10", "--out", str(tmp_path / "missing" / "c.csv")])
     assert result.exit_code == 2
     assert "does not exist" in re.sub(r"[\s│]+", " ", result.output)
+
+
+def test_a_shifted_population_is_older_and_riskier_with_the_same_effects(tmp_path):
+    from scipy.special import logit
+
+    from training.cohort.shift import shifted
+
+    base = generate_cohort(20_000, seed=3, with_truth=True)
+    moved = generate_cohort(20_000, seed=3, with_truth=True, params=shifted(log_odds=0.7, age_years=8))
+    assert 6 < moved["age"].mean() - base["age"].mean() < 9
+    assert moved["age"].max() <= 100 and validate_table(moved).raise_on_errors() is not None
+    for column in ("true_p_dose_reduced", "true_p_discontinued_toxicity"):
+        assert moved[column].mean() > base[column].mean() + 0.04
+    # Intercepts only: the same lines, with dose-reduction log-odds exactly 0.7 higher (a one-step model).
+    same = generate_cohort(20_000, seed=3, with_truth=True, params=shifted(log_odds=0.7))
+    assert same["age"].equals(base["age"])
+    delta = logit(same["true_p_dose_reduced"]) - logit(base["true_p_dose_reduced"])
+    assert np.allclose(delta, 0.7)
+    assert shifted() is DEFAULT_PARAMS
+    out = tmp_path / "shifted.csv"
+    result = CliRunner().invoke(
+        app, ["cohort", "--n", "500", "--out", str(out), "--shift-age", "8", "--shift-log-odds", "0.7", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    written = read_table(out)
+    expected = generate_cohort(500, seed=0, params=shifted(log_odds=0.7, age_years=8))
+    assert np.allclose(written["age"].astype(float), expected["age"])
