@@ -182,10 +182,11 @@ def _num(x: float, digits: int = 2) -> str:
     return "n/a" if math.isnan(x) else f"{x:.{digits}f}".replace("-", "−")
 
 
-def _ci(i: Interval, digits: int = 2) -> str:
+def _ci(i: Interval, digits: int = 2, *, short: bool = False) -> str:
     if math.isnan(i.lower):
         return _num(i.estimate, digits)
-    return f"{_num(i.estimate, digits)} ({_num(i.lower, digits)} to {_num(i.upper, digits)})"
+    to = ", " if short else " to "
+    return f"{_num(i.estimate, digits)} ({_num(i.lower, digits)}{to}{_num(i.upper, digits)})"
 
 
 def _ci_words(i: Interval) -> str:
@@ -207,14 +208,15 @@ def verdict(v: ExternalValidation) -> tuple[str, list[str]]:
         f"{perf.observed_risk:.1%} of lines had the event; "
         f"the model predicted {perf.mean_predicted:.1%} on average"
     )
+    gap = f"{perf.mean_predicted:.1%} predicted, {perf.observed_risk:.1%} observed"
     mean = f"observed/expected {_ci_words(oe)}; calibration-in-the-large {_ci_words(a)}, where 0 is perfect"
     if a.lower > 0:
-        problems = ["risks too low"]
+        problems = [f"risks too low on average ({gap})"]
         sentences.append(
             f"Miscalibrated on average: the model <b>underestimates</b> the risk. {observed} ({mean})."
         )
     elif a.upper < 0:
-        problems = ["risks too high"]
+        problems = [f"risks too high on average ({gap})"]
         sentences.append(
             f"Miscalibrated on average: the model <b>overestimates</b> the risk. {observed} ({mean})."
         )
@@ -312,7 +314,7 @@ def _subgroup_table(v: ExternalValidation) -> str:
         else:
             p = s.performance
             cells += "".join(
-                f"<td class=n>{escape(_ci(i))}</td>"
+                f"<td class=n>{escape(_ci(i, short=True))}</td>"
                 for i in (p.observed_expected, p.calibration_slope, p.roc_auc)
             )
         rows.append(f"<tr>{cells}</tr>")
