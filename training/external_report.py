@@ -195,6 +195,27 @@ def _ci_words(i: Interval) -> str:
     return f"{_num(i.estimate)}, 95% CI {_num(i.lower)} to {_num(i.upper)}"
 
 
+def _net_benefit_sentence(v: ExternalValidation) -> str:
+    """Where deciding with the model beats both treating everyone and treating no one (decision curve)."""
+    nb = v.performance.net_benefit
+    better = (nb["model"] > np.maximum(nb["treat_all"], nb["treat_none"])).to_numpy()
+    t = nb["threshold"].to_numpy()
+    span = f"thresholds {t[0]:.0%} to {t[-1]:.0%}"
+    if not better.any():
+        return (
+            f"Deciding with the model does no better than treating everyone or no one at any of the {span}."
+        )
+    starts = np.flatnonzero(better & ~np.r_[False, better[:-1]])
+    ends = np.flatnonzero(better & ~np.r_[better[1:], False])
+    ranges = ", ".join(
+        f"{t[a]:.0%}" if a == b else f"{t[a]:.0%} to {t[b]:.0%}" for a, b in zip(starts, ends, strict=True)
+    )
+    return (
+        f"Deciding with the model does better than treating everyone or no one at thresholds {ranges} "
+        f"(of the {span} examined)."
+    )
+
+
 def verdict(v: ExternalValidation) -> tuple[str, list[str]]:
     """A headline and the sentences behind it, in plain words with the 95% intervals.
 
@@ -247,6 +268,7 @@ def verdict(v: ExternalValidation) -> tuple[str, list[str]]:
             f"It ranks a line with the event above one without it {auc.estimate:.0%} of the time "
             f"(AUC {_ci_words(auc)}; 0.5 is chance)."
         )
+    sentences.append(_net_benefit_sentence(v))
     if v.imprecise:
         sentences.append(
             f"<b>Few events</b>: fewer than {PRECISE_CLASS} lines with or without the event, so the "

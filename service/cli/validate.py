@@ -97,11 +97,11 @@ def validate(
     table = Table(title=f"External validation on {result.data.file_name} (95% CI)", box=box.SIMPLE_HEAD)
     table.add_column("")
     for ref, _, _ in result.models:
-        table.add_column(f"{ref.name} v{ref.version}", justify="right")
+        table.add_column(f"{ref.name.removeprefix('lenalidomide-')} v{ref.version}", justify="right")
     perfs = [v.performance for _, v, _ in result.models]
     table.add_row("lines (events)", *(f"{p.n} ({p.events})" for p in perfs))
     for label, name in (
-        ("calibration-in-the-large", "calibration_intercept"),
+        ("calibration in the large", "calibration_intercept"),
         ("calibration slope", "calibration_slope"),
         ("observed/expected", "observed_expected"),
         ("AUC", "roc_auc"),

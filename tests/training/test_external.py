@@ -152,3 +152,15 @@ def test_small_subgroup_cells_say_so():
     assert "too small to estimate: fewer than 10 events" in html
     assert "1003 rows read = 1000 validated + 3 rejected" in html
     assert "<script" not in html and "http" not in html.replace("http-equiv", "")  # self-contained
+
+
+def test_the_report_says_where_the_model_is_worth_using():
+    """The decision-curve sentence names the thresholds where the model beats treating all and none, and says
+    so when it beats neither (a model giving everyone the average risk)."""
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.02, 0.7, 1500)
+    y = rng.binomial(1, p)
+    useful = verdict(assess("discontinuation", y, p, n_boot=0))[1]
+    assert "does better than treating everyone or no one at thresholds 5% to 50%" in useful[-1]
+    flat = verdict(assess("discontinuation", y, np.full(len(y), y.mean()), n_boot=0))[1]
+    assert flat[-1].startswith("Deciding with the model does no better than treating everyone or no one")
