@@ -204,7 +204,8 @@ class ExternalValidation:
         return {k: float(v) for k, v in out.items()}
 
     def subgroup_frame(self) -> pd.DataFrame:
-        """One row per subgroup cell with estimates and bounds (NaN and ``too_small`` for small cells)."""
+        """One row per subgroup cell: estimates and bounds, Brier scores and net benefit at
+        :data:`SUMMARY_THRESHOLDS` (NaN, and the reason in ``too_small``, for small cells)."""
         rows = []
         for s in self.subgroups:
             row = {"variable": s.variable, "level": s.level, "n": s.n, "events": s.events}
@@ -219,8 +220,11 @@ class ExternalValidation:
             row |= {
                 "brier": perf.brier if perf else np.nan,
                 "scaled_brier": perf.scaled_brier if perf else np.nan,
-                "too_small": s.too_small or "",
             }
+            nb = perf.net_benefit.set_index("threshold") if perf else None
+            for t in SUMMARY_THRESHOLDS:
+                row[f"net_benefit_{round(t * 100)}"] = nb.at[t, "model"] if perf and t in nb.index else np.nan
+            row["too_small"] = s.too_small or ""
             rows.append(row)
         return pd.DataFrame(rows)
 

@@ -146,6 +146,7 @@ def test_small_subgroup_cells_say_so():
     assert cells["big"].performance is not None and cells["big"].performance.n == 850
     table = v.subgroup_frame().set_index("level")
     assert np.isnan(table.at["tiny", "observed_expected"]) and table.at["tiny", "n"] == 50
+    assert np.isnan(table.at["tiny", "net_benefit_20"]) and not np.isnan(table.at["big", "net_benefit_20"])
     data = DataSummary("f.csv", "0" * 64, 1003, 1000, 3, [("age", "not a number", 3)], "now")
     html = render_report([(ModelRef("lenalidomide-discontinuation", "1", "champion"), v)], data)
     assert "too small to estimate: fewer than 100 lines" in html
