@@ -229,6 +229,11 @@ def verdict(v: ExternalValidation) -> tuple[str, list[str]]:
         f"{perf.observed_risk:.1%} of lines had the event; "
         f"the model predicted {perf.mean_predicted:.1%} on average"
     )
+    if math.isnan(a.estimate):
+        return "Calibration cannot be assessed", [
+            f"Calibration could not be estimated on these lines ({perf.events} of {perf.n} had the event; "
+            "with a single outcome, or outcomes perfectly separated by the risks, there is nothing to fit)."
+        ]
     gap = f"{perf.mean_predicted:.1%} predicted, {perf.observed_risk:.1%} observed"
     mean = f"observed/expected {_ci_words(oe)}; calibration-in-the-large {_ci_words(a)}, where 0 is perfect"
     if a.lower > 0:
@@ -349,7 +354,7 @@ def _subgroup_table(v: ExternalValidation) -> str:
 def _model_card(ref: ModelRef, v: ExternalValidation) -> str:
     title = OUTCOME_TITLES.get(v.outcome, v.outcome)
     headline, sentences = verdict(v)
-    style = "bad" if headline.startswith("Miscalibrated") else "good"
+    style = "good" if headline.startswith("No evidence") else "bad"
     figs = figures(v)
     images = "".join(
         f'<img alt="{escape(alt)}" src="{_png(figs[name])}">'

@@ -254,6 +254,11 @@ def run_validation(
         table_format(Path(rejects))
     if report is not None and Path(report).suffix.lower() not in (".html", ".htm"):
         raise FileFormatError(f"{Path(report).name}: the report is HTML; name it .html")
+    for path in (p for p in (report, rejects) if p is not None):
+        if not Path(path).resolve().parent.is_dir():
+            raise FileFormatError(f"{Path(path).name}: no folder {Path(path).resolve().parent}")
+        if Path(path).resolve() == Path(data_path).resolve():
+            raise FileFormatError(f"{Path(path).name}: would overwrite the data file")
     data = prepare_data(Path(data_path), [s.outcome for s in specs])
     experiment_id = configure_mlflow(settings)
     client = MlflowClient()

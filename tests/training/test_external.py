@@ -165,3 +165,13 @@ def test_the_report_says_where_the_model_is_worth_using():
     assert "does better than treating everyone or no one at thresholds 5% to 50%" in useful[-1]
     flat = verdict(assess("discontinuation", y, np.full(len(y), y.mean()), n_boot=0))[1]
     assert flat[-1].startswith("Deciding with the model does no better than treating everyone or no one")
+
+
+def test_a_file_with_one_outcome_cannot_be_assessed():
+    """All lines without the event: no interval can be estimated, and the verdict says so instead of
+    claiming agreement."""
+    p = np.linspace(0.05, 0.5, 200)
+    v = assess("discontinuation", np.zeros(200, dtype=int), p, n_boot=10)
+    assert np.isnan(v.performance.calibration_intercept.estimate) and v.curve is None
+    headline, sentences = verdict(v)
+    assert headline == "Calibration cannot be assessed" and "0 of 200 had the event" in sentences[0]

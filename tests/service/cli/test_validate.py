@@ -142,3 +142,20 @@ def test_a_file_of_broken_rows_writes_its_rejects_and_exits_2(validate, tmp_path
     assert result.exit_code == 2 and "no row of broken.csv passes the record contract" in result.output
     written = pd.read_csv(rejects)
     assert list(written["row_number"]) == [1, 2, 3, 4, 5] and set(written["reason"]) == {MISSING_OUTCOME}
+
+
+@pytest.mark.parametrize(
+    ("option", "name", "message"),
+    [
+        ("--report", "missing/report.html", "no folder"),
+        ("--report", "report.pdf", "the report is HTML"),
+        ("--rejects", "rejects.txt", "unsupported file type"),
+        ("--rejects", "lines.csv", "would overwrite the data file"),
+    ],
+)
+def test_unusable_output_paths_exit_2_before_any_work(validate, tmp_path, option, name, message):
+    data = tmp_path / "lines.csv"
+    generate_cohort(50, seed=9).to_csv(data, index=False)
+    result = validate("--data", data, option, tmp_path / name)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert data.read_text().startswith("patient_id")
