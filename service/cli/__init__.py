@@ -18,6 +18,7 @@ from service.cli.cohort import cohort
 from service.cli.score import score
 from service.cli.serve import apikey, serve
 from service.cli.train import promote, train
+from service.cli.validate import validate
 
 
 class _Group(TyperGroup):
@@ -54,3 +55,4 @@ app.command("promote")(promote)
 app.command("score")(score)
 app.command("serve")(serve)
 app.command("apikey")(apikey)
+app.command("validate")(validate)
