@@ -16,9 +16,12 @@ the local and the Spark engine, the registered MLflow pyfunc's ``lower``/``upper
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import json
 import math
 import time
+from decimal import ROUND_HALF_UP, Decimal
 
 import jwt
 import mlflow
@@ -123,8 +126,9 @@ def _assert_same(path: str, got: dict[str, dict[str, Bounds]], reference: dict[s
 
 
 def whole_percent(p: float) -> int:
-    """A risk in whole percent, halves up: JavaScript's ``Math.round(p * 100)``, the calculator's rule."""
-    return math.floor(p * 100 + 0.5)
+    """A risk in whole percent, halves up: JavaScript's ``Math.round(p * 100)`` (the calculator's rule) for
+    p >= 0, on the exact value of the float product."""
+    return int(Decimal(p * 100).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def _card_range(detail: str, outcome: str) -> str:
@@ -293,4 +297,35 @@ def test_the_calculator_shows_the_apis_interval(served, page, live):  # noqa: F8
             )
     _assert_same("calculator page", shown, served["reference"])
     assert len(sent) == len(served["records"])
+    assert page.problems == []
+
+
+#: Bounds whose percentages are exact halves in float64 (12.5%, 24.5%, 37.5%, 62.5%): where rounding
+#: halves to even (Python's ``round``) and halves up (``Math.round``) part.
+HALVES = {"discontinuation": (0.125, 0.245), "dose_reduction": (0.375, 0.625)}
+
+
+@pytest.mark.external  # Chromium
+def test_a_half_percent_bound_reads_alike_on_card_and_page(served, predictor, page, live):  # noqa: F811
+    """The card and the page round the same interval alike: the service's real answer for a record, with
+    bounds set on half percents (what a real interval hits only by chance), shown by each."""
+    record = served["records"]["relapsed"]
+    answer = copy.deepcopy(served["single"]["relapsed"])
+    [prediction] = predictor.predict_rows([record])
+    outcomes = {}
+    for outcome, (lower, upper) in HALVES.items():
+        assert all((b * 100) % 1 == 0.5 for b in (lower, upper))
+        answer[outcome]["interval"] = {"lower": lower, "upper": upper, "level": 0.95}
+        outcomes[outcome] = dataclasses.replace(prediction.outcomes[outcome], interval=(lower, upper, 0.95))
+    halved = dataclasses.replace(prediction, outcomes=outcomes)
+
+    page.route("**/v1/predict", lambda route: route.fulfill(status=200, json=answer))
+    page.goto(f"{live}/")
+    _fill(page, record)
+    page.click("#submit")
+    page.wait_for_selector("#result-dose_reduction .range-text")
+    for outcome, (lower, upper) in HALVES.items():
+        expected = (whole_percent(lower), whole_percent(upper))
+        assert page.inner_text(f"#result-{outcome} .range-text") == "{}%–{}%".format(*expected)
+        assert cards._range([halved], outcome) == "{}–{}%".format(*expected), outcome
     assert page.problems == []
