@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import re
 import uuid
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from service.cds.mapping import RXNORM, Mapped, lenalidomide_strength_code, tables
@@ -43,8 +44,14 @@ OVERRIDE_REASONS = [
 ]
 
 
+def whole_percent(p: float) -> int:
+    """A probability in whole percent, halves up like the calculator page's ``Math.round(p * 100)``
+    (Python's ``round`` takes halves to even: a bound of 12.5% read 12% here and 13% on the page)."""
+    return int(Decimal(p * 100).to_integral_value(rounding=ROUND_HALF_UP))
+
+
 def _pct(values: list[float]) -> str:
-    lo, hi = round(min(values) * 100), round(max(values) * 100)
+    lo, hi = whole_percent(min(values)), whole_percent(max(values))
     return f"{lo}%" if lo == hi else f"{lo}–{hi}%"
 
 
