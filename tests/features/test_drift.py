@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from features.drift import ALPHA, DriftProfile, compare
+from features.drift_window import DriftWindow
 from features.encoding import FEATURE_NAMES, FeatureEncoder
 from features.errors import ArtifactError
 from features.model.riskmodel import RiskModel
@@ -124,3 +125,33 @@ def test_a_model_saved_without_a_profile_loads_without_one(model, tmp_path):
     model.save(tmp_path)
     assert not (tmp_path / "profile.json").exists()
     assert RiskModel.load(tmp_path).profile is None
+
+
+def test_the_window_holds_exactly_the_last_records(development):
+    """After more records than it holds, in singles and batches, the window's counts are those of the last
+    ``size`` records, and its out-of-range and unseen counts those of their applicability warnings."""
+    profile, encoder = development["profile"], development["encoder"]
+    rows = _batch(700, 9, settings=None, age_years=4)  # unseen settings and ages above the development range
+    records = rows.drop(columns=["patient_id", "discontinued_toxicity", "dose_reduced"]).to_dict("records")
+    warnings = [
+        [
+            {"field": name, "kind": kind}
+            for name, kind, mask in encoder.applicability(rows.iloc[[i]])
+            if mask[0]
+        ]
+        for i in range(len(rows))
+    ]
+    window = DriftWindow(profile, 250)
+    for start, stop in ((0, 1), (1, 2), (2, 400), (400, 401), (401, 700)):
+        window.observe(records[start:stop], warnings[start:stop])
+    expected = compare(profile, encoder, rows.iloc[-250:])
+    got = window.report()
+    assert window.n == got.n == 250
+    for mine, theirs in zip(got.fields, expected.fields, strict=True):
+        assert mine.batch == pytest.approx(theirs.batch, abs=1e-12), mine.field
+        assert (mine.value, mine.threshold, mine.drifted) == pytest.approx(
+            (theirs.value, theirs.threshold, theirs.drifted)
+        )
+        assert mine.out_of_range_share == theirs.out_of_range_share
+        assert mine.unseen_categories == theirs.unseen_categories
+    assert got.fields[0].out_of_range_share > 0 and "setting" in got.drifted_fields
