@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from features.drift import ALPHA, DriftProfile, compare
@@ -155,3 +156,16 @@ def test_the_window_holds_exactly_the_last_records(development):
         assert mine.out_of_range_share == theirs.out_of_range_share
         assert mine.unseen_categories == theirs.unseen_categories
     assert got.fields[0].out_of_range_share > 0 and "setting" in got.drifted_fields
+
+
+def test_design_effect_of_patients_with_several_lines(development):
+    """Every line duplicated under its patient: per-patient fields vary like half as many lines (design
+    effect 2), and the thresholds are those of half the batch size; one line per patient: 1."""
+    rows = development["rows"].drop_duplicates("patient_id").iloc[:1500]
+    single = DriftProfile.of(rows)
+    doubled = DriftProfile.of(pd.concat([rows, rows]))
+    assert single.fields["sex"].design_effect == pytest.approx(1.0, abs=1e-3)  # k/(k-1) correction only
+    assert doubled.fields["sex"].design_effect == pytest.approx(2.0, rel=0.01)
+    assert doubled.fields["cm_vte"].design_effect == pytest.approx(2.0, rel=0.01)
+    assert doubled.threshold("sex", 200) == pytest.approx(single.threshold("sex", 100), rel=0.1)
+    assert doubled.threshold("sex", 200) > single.threshold("sex", 200) * 1.2
