@@ -29,7 +29,7 @@ import zlib
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,7 @@ class FieldProfile:
         x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
         return np.where(np.isnan(x), len(self.cuts) + 1, np.searchsorted(self.cuts, x, side="right"))
 
-    @property
+    @cached_property
     def _index(self) -> dict[Any, int]:
         return _value_index(self.labels)
 
@@ -120,7 +120,6 @@ class FieldProfile:
         )
 
 
-@lru_cache(maxsize=64)
 def _value_index(labels: tuple[str, ...]) -> dict[Any, int]:
     """Bin of each category value; a 0/1 flag's labels ``"0"``/``"1"`` also match the numbers 0 and 1."""
     index: dict[Any, int] = {label: i for i, label in enumerate(labels)}
