@@ -50,6 +50,9 @@ class ServiceSettings(RegistrySettings):
     dose_reduction_bands: Annotated[tuple[float, float], NoDecode] = _default("dose_reduction")
 
     max_batch_records: int = Field(default=1000, ge=1)
+    drift_window: int = Field(
+        default=1000, ge=10, le=1_000_000, description="scored records in the input-drift gauges' window"
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     # Rate limits (``limits`` notation, e.g. "600/minute"): per authenticated client, and on failed

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from scipy.special import expit
 
 from features.bands import default_bands
+from features.drift import DriftProfile
 from features.encoding import FEATURE_GROUPS, FEATURE_NAMES, FeatureEncoder
 from features.errors import LenriskError
 from features.model.registry import MODEL_NAMES
@@ -229,12 +230,12 @@ def train(
         advance=advance,
     )
     advance = progress("evaluation figures, subgroups, SHAP", len(OUTCOMES)) if progress else None
-    results = {}
+    results, profile = {}, DriftProfile.of(frame)
     for o in OUTCOMES:
         results[o] = _result(
             o, frame, developed, validations[o], validations[f"{o}:null"], checks[o], seed=seed
         )
-        model = replace(results[o].model, ensemble=interval.ensemble(refits[o]))
+        model = replace(results[o].model, ensemble=interval.ensemble(refits[o]), profile=profile)
         results[o].model = replace(model, info=model.info | interval.summary(model, frame))
         if advance:
             advance()

@@ -12,6 +12,8 @@ Artifact layout (a directory; no pickles)::
     booster.ubj      XGBoost native model (xgboost only)
     ensemble.json    the bootstrap refits behind the uncertainty interval (features.model.ensemble; absent
                      from artifacts registered before intervals: such a model loads with no interval)
+    profile.json     the development data's distribution per field, for drift monitoring (features.drift;
+                     absent from artifacts registered before it)
     digests.json     SHA-256 of every file above, verified on load
 """
 
@@ -28,6 +30,8 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from features.drift import FILE as PROFILE_FILE
+from features.drift import DriftProfile
 from features.encoding import FEATURE_NAMES, FeatureEncoder
 from features.errors import ArtifactError
 from features.model.calibration import PlattCalibrator
@@ -66,6 +70,7 @@ class RiskModel:
     calibrator: PlattCalibrator
     info: dict[str, Any] = field(default_factory=dict)
     ensemble: LinearEnsemble | None = None  # bootstrap refits (features.model.ensemble); None: no interval
+    profile: DriftProfile | None = None  # development distribution (features.drift); None: registered before
 
     @property
     def family(self) -> str:
@@ -167,6 +172,8 @@ class RiskModel:
         files = ["model.json", "encoder.json", *self.estimator.save(directory)]
         if self.ensemble is not None:
             files += self.ensemble.save(directory)
+        if self.profile is not None:
+            files += self.profile.save(directory)
         digests = {name: _sha256(directory / name) for name in sorted(files)}
         (directory / "digests.json").write_text(json.dumps(digests, indent=1))
         return _sha256(directory / "digests.json")
@@ -201,6 +208,7 @@ class RiskModel:
             calibrator=PlattCalibrator.from_dict(model["calibrator"]),
             info=model.get("info", {}),
             ensemble=LinearEnsemble.load(directory) if ENSEMBLE_FILE in digests else None,
+            profile=DriftProfile.load(directory) if PROFILE_FILE in digests else None,
         )
 
 

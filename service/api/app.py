@@ -56,7 +56,7 @@ def create_app(settings: ServiceSettings | None = None, *, loader: Loader = load
         state.settings, state.loader = settings, loader
         state.predictor, state.load_error, state.alias_lookup = None, None, None
         state.reload_lock = asyncio.Lock()
-        state.metrics = Metrics()
+        state.metrics = Metrics(settings.drift_window)
         state.auth = Authenticator(settings.api_keys, settings.admin_keys)
         state.cds_verifier = JwtVerifier(cds)
         state.audit = AuditLog(settings.audit_url)

@@ -3,6 +3,7 @@
 No `from __future__ import annotations` here: FastAPI must see the batch request model built at runtime.
 """
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -42,6 +43,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def _predict(request: Request, predictor: Predictor, records: list[PatientRecord]) -> list[dict[str, Any]]:
     rows = [r.to_row() for r in records]
     predictions = predictor.predict_rows(rows)
+    request.app.state.metrics.drift.observe(rows, predictions)
     request.state.audit = {
         "model_versions": predictor.versions(),
         "input_hmac": canonical_hmac(request.app.state.settings.hmac_key, rows),
@@ -146,7 +148,8 @@ def build_router(settings: ServiceSettings) -> APIRouter:
 
     @router.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics(request: Request) -> Response:
-        """Prometheus metrics."""
-        return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+        """Prometheus metrics (the drift gauges' thresholds are computed off the event loop)."""
+        body = await asyncio.to_thread(request.app.state.metrics.render)
+        return Response(body, media_type="text/plain; version=0.0.4")
 
     return router

@@ -59,6 +59,7 @@ def build_router(cds: CdsSettings) -> APIRouter:
             model_card_path=cds.model_card_path,
         )
         rows = [PatientRecord.model_validate(r).to_row() for r in rows]  # the contract, checked once more
+        request.app.state.metrics.drift.observe(rows, predictions)
         request.state.audit = {
             "model_versions": predictor.versions() if rows else None,
             "input_hmac": canonical_hmac(request.app.state.settings.hmac_key, rows) if rows else None,

@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 
 from features.errors import ContractError, LenriskError
 from service.cli.cohort import cohort
+from service.cli.monitor import monitor
 from service.cli.score import score
 from service.cli.serve import apikey, serve
 from service.cli.train import promote, train
@@ -56,3 +57,4 @@ app.command("score")(score)
 app.command("serve")(serve)
 app.command("apikey")(apikey)
 app.command("validate")(validate)
+app.command("monitor")(monitor)

@@ -476,6 +476,14 @@ def test_a_cds_call_is_audited_like_predict(cds):
     assert PID not in json.dumps(row, default=str)
 
 
+def test_a_cds_call_enters_the_drift_window(cds):
+    client, post = cds()
+    assert post(SIGN, hook_request("order-sign", rvd_orders(), full_prefetch())).status_code == 200
+    no_order = hook_request("order-sign", rvd_orders()[1:], full_prefetch())  # no lenalidomide: no row
+    assert post(SIGN, no_order).json() == {"cards": []}
+    assert "lenrisk_drift_window_records 1.0" in client.get("/metrics").text
+
+
 def test_feedback_is_stored(cds):
     from service.audit import FEEDBACK_TABLE
 
