@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 
 from features.errors import ContractError, LenriskError
 from service.cli.cohort import cohort
+from service.cli.monitor_labels import monitor_labels
 from service.cli.score import score
 from service.cli.serve import apikey, serve
 from service.cli.train import promote, train
@@ -54,3 +55,4 @@ app.command("promote")(promote)
 app.command("score")(score)
 app.command("serve")(serve)
 app.command("apikey")(apikey)
+app.command("monitor-labels")(monitor_labels)
