@@ -152,7 +152,7 @@ def _join(
     label_columns = [c for c in OUTCOMES.values() if c in outcomes.columns]
     if not label_columns:
         raise FileFormatError(f"{right}: no outcome column; expected {' and/or '.join(OUTCOMES.values())}")
-    extra = [c for c in outcomes.columns if c not in frame.columns and c not in key]
+    extra = [c for c in outcomes.columns if c not in (*frame.columns, *key, *label_columns)]  # e.g. a date
     left_key, left_empty = _keys(frame, key)
     right_key, right_empty = _keys(outcomes, key)
     right_repeated = right_key.duplicated(keep=False).to_numpy() & ~right_empty

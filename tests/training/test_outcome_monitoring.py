@@ -197,3 +197,21 @@ def test_a_file_that_is_not_scored_is_refused(tmp_path):
     path = _write(pd.DataFrame({"patient_id": ["A"], "discontinued_toxicity": [1]}), tmp_path / "x.csv")
     with pytest.raises(FileFormatError, match="missing risk_discontinuation, risk_dose_reduction"):
         load_labelled(path)
+
+
+def test_a_join_can_order_by_a_column_of_the_outcomes_file(tmp_path):
+    predictions = pd.DataFrame({"line_id": ["L1", "L2", "L3"], "risk_discontinuation": [0.1, 0.2, 0.3]})
+    predictions["risk_dose_reduction"] = 0.5
+    outcomes = pd.DataFrame(
+        {
+            "line_id": ["L1", "L2", "L3"],
+            "dose_reduced": [1, 0, 1],
+            "recorded": ["2025-03-01", "2025-01-01", ""],
+        }
+    )
+    labelled = load_labelled(
+        _write(predictions, tmp_path / "p.csv"), _write(outcomes, tmp_path / "o.csv"), key=["line_id"],
+        order_by="recorded",
+    )  # fmt: skip
+    r = labelled.outcomes["dose_reduction"]
+    assert list(r.row_numbers) == [2, 1] and list(r.y) == [0, 1] and r.rejected == 1
