@@ -31,7 +31,7 @@ tr.alert td{background:#fde7ea}td.l,th.l{text-align:left}img{max-width:100%}
 """
 
 
-def window_figure(o: OutcomeMonitoring, title: str) -> Figure:
+def window_figure(o: OutcomeMonitoring, title: str, xlabel: str) -> Figure:
     """O:E (top) and calibration slope (bottom) of each window at its last row, with pointwise 95% bands;
     alerting windows in red."""
     ws = o.windows
@@ -56,7 +56,7 @@ def window_figure(o: OutcomeMonitoring, title: str) -> Figure:
     fig.suptitle(title, x=0.01, ha="left")
     handles, labels = top.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncol=4)
-    bottom.set_xlabel("End of window (" + ("order value" if isinstance(ws[0].end, str) else "row") + ")")
+    bottom.set_xlabel(xlabel)
     if isinstance(ws[0].end, str):
         fig.autofmt_xdate()
     return fig
@@ -70,15 +70,17 @@ def report_html(result: Monitoring, sources: dict[str, object]) -> str:
         f"<p class='meta'>{_sources_line(sources)}. Windows of {result.window:,} labelled lines, every "
         f"{result.step:,}; written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.</p>",
     ]
+    order = sources.get("order_by")
+    xlabel = f"Last line of the window ({order})" if order else "Last line of the window (row number)"
     for name, o in result.outcomes.items():
-        parts.append(_outcome_section(name, o))
+        parts.append(_outcome_section(name, o, xlabel))
     parts.append(_counts_section(result))
     parts.append(_method_section(result))
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def _outcome_section(name: str, o: OutcomeMonitoring) -> str:
+def _outcome_section(name: str, o: OutcomeMonitoring, xlabel: str) -> str:
     title = f"{_NAMES.get(name, name)} ({OUTCOMES[name]})"
     if not o.windows:
         return f"<h2>{escape(title)}</h2><p>No labelled lines yet: nothing to monitor.</p>"
@@ -98,7 +100,7 @@ def _outcome_section(name: str, o: OutcomeMonitoring) -> str:
     rows = "".join(_window_row(w) for w in o.windows)
     return (
         f"<h2>{escape(title)}</h2><div class='box'>{verdict}</div>"
-        f"<img alt='O:E and calibration slope over windows' src='{_png(window_figure(o, title))}'>"
+        f"<img alt='O:E and calibration slope over windows' src='{_png(window_figure(o, title, xlabel))}'>"
         "<table><tr><th>#</th><th class='l'>from</th><th class='l'>to</th><th>lines</th><th>events</th>"
         "<th>expected</th><th>O:E (95% CI)</th><th>intercept (95% CI)</th><th>slope (95% CI)</th>"
         f"<th>statistic</th><th class='l'>alert</th></tr>{rows}</table>"
@@ -162,8 +164,13 @@ def _sources_line(sources: dict[str, object]) -> str:
 def _ci(i) -> str:
     if not np.isfinite(i.estimate):
         return "–"
-    bounds = f" ({i.lower:.2f} to {i.upper:.2f})" if np.isfinite(i.lower) else ""
-    return f"{i.estimate:.2f}{bounds}"
+    bounds = f" ({_f(i.lower)} to {_f(i.upper)})" if np.isfinite(i.lower) else ""
+    return f"{_f(i.estimate)}{bounds}"
+
+
+def _f(x: float) -> str:
+    text = f"{x:.2f}"
+    return "0.00" if text == "-0.00" else text
 
 
 def _x(value: str | float | int):
