@@ -158,6 +158,8 @@ def _method_section(result: Monitoring) -> str:
 
 def _sources_line(sources: dict[str, object]) -> str:
     shown = {k: v for k, v in sources.items() if v not in (None, [], ())}
+    if shown.get("labels") == shown.get("predictions"):  # one file: the scored file with outcomes added
+        shown = {"file": shown.pop("labels"), **{k: v for k, v in shown.items() if k != "predictions"}}
     return "; ".join(f"{escape(k.replace('_', ' '))}: {escape(str(v))}" for k, v in shown.items())
 
 
