@@ -69,7 +69,7 @@ def test_the_critical_value_holds_the_false_alarm_rate_over_all_windows_of_a_str
         [test.statistic((rng.random((100, 3000)) < p).astype(float)).max(1) for _ in range(4)]
     )
     assert 0.025 <= (maxima > critical).mean() <= 0.08
-    assert (maxima > 5.991).mean() > 0.25  # chi-square(2) 95%: a false alarm in most runs
+    assert (maxima > 5.991).mean() > 0.4  # chi-square(2) 95% per window: 52.5% of runs alert falsely
     assert critical > 9
 
 
