@@ -12,11 +12,12 @@ The alert rule, per outcome:
 * statistic: Cox's recalibration test of a window, the 2-df score test of ``a = 0, b = 1`` in
   ``logit P(y) = a + b logit(p)`` (Cox DR. Biometrika 1958;45:562; Miller ME, Hui SL, Tierney WM. Stat Med
   1991;10:1213). It sees a shifted event rate (intercept) and over- or under-confident risks (slope); being a
-  score test, it needs no fit per window and, for a simulated outcome, only cumulative sums.
+  score test, it needs no fit per window and, for a simulated outcome, only window sums.
 * multiple testing: overlapping windows are tested together. The critical value is the ``1 - alpha / k``
   quantile of the *largest* statistic over all the run's windows when the model is calibrated (each outcome
   drawn as Bernoulli(p) from the run's own risks; Monte Carlo, ``simulations`` draws): the single-step max-T
-  procedure (Westfall PH, Young SS. Resampling-Based Multiple Testing. Wiley 1993), exact for any overlap.
+  procedure (Westfall PH, Young SS. Resampling-Based Multiple Testing. Wiley 1993): it takes the windows'
+  dependence into account, whatever their overlap, up to Monte Carlo error.
   ``k`` is the number of outcomes monitored (Bonferroni). A run on calibrated models thus alerts falsely with
   probability at most ``alpha``, however many windows it has.
 * suggestion: from the newest alerting window, logistic recalibration (``lenrisk update``'s intercept and

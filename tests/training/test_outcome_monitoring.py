@@ -215,3 +215,13 @@ def test_a_join_can_order_by_a_column_of_the_outcomes_file(tmp_path):
     )  # fmt: skip
     r = labelled.outcomes["dose_reduction"]
     assert list(r.row_numbers) == [2, 1] and list(r.y) == [0, 1] and r.rejected == 1
+
+
+def test_an_outcome_with_no_label_yet_has_no_window_and_no_alert(tmp_path):
+    frame = pd.DataFrame(
+        {"risk_discontinuation": [0.2] * 3, "risk_dose_reduction": [0.3] * 3, "dose_reduced": ["", "", ""]}
+    )
+    result = monitor(load_labelled(_write(frame, tmp_path / "f.csv")), simulations=100)
+    o = result.outcomes["dose_reduction"]
+    assert (o.windows, o.suggestion, o.rows.unlabelled, result.alert) == ([], None, 3, False)
+    assert list(result.outcomes) == ["dose_reduction"]  # no discontinued_toxicity column: not monitored
