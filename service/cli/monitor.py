@@ -3,8 +3,10 @@
 ``--input FILE``: input drift of a contract file against the development profile carried by a registered
 model (:mod:`features.drift`): per field the Jensen–Shannon distance, its threshold for a batch of this
 size, whether it drifted, the share of numbers outside the training range and the categories no training
-line had. Exit status (shared by every check of this command): 0 nothing drifted, 3 something did (for
-schedulers to alert on), 2 the input or the model could not be used (domain errors, ``service.cli``).
+line had. ``--labels FILE``: calibration of the served risks once outcomes arrive, over sliding
+windows (:mod:`service.cli.monitor_labels`). Exit status (shared by both checks): 0 nothing drifted,
+3 something did (for schedulers to alert on), 2 the input or the model could not be used (domain errors,
+``service.cli``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ def monitor(
             help="Contract file (CSV or Parquet; outcomes optional) to compare with the development data.",
         ),
     ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            metavar="FILE",
+            help="Outcomes, CSV or Parquet: a file written by lenrisk score with the outcome columns "
+            "(discontinued_toxicity, dose_reduced: 0, 1, or empty while not yet known) added; with "
+            "--predictions, a file of key columns and outcome columns. Checks calibration over sliding "
+            "windows instead of input drift.",
+        ),
+    ] = None,
     json_out: Annotated[
         Path | None,
         typer.Option("--json", metavar="OUT", help="Write the numbers as JSON (schema: docs/monitor.md)."),
@@ -53,11 +66,89 @@ def monitor(
             "lenalidomide-discontinuation@champion (both outcomes' models share their development data).",
         ),
     ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            metavar="FILE",
+            help="With --labels: the file written by lenrisk score, when the outcomes come in a separate "
+            "--labels file joined to it on --key.",
+        ),
+    ] = None,
+    key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--key",
+            metavar="COLUMN",
+            help="With --labels --predictions: column(s) joining the two, unique per line in both (repeat "
+            "the option for several); default: patient_id. Lines with an empty or repeated key are rejected.",
+        ),
+    ] = None,
+    order_by: Annotated[
+        str | None,
+        typer.Option(
+            "--order-by",
+            metavar="COLUMN",
+            help="With --labels: order the lines by this column (numbers or ISO 8601 dates, e.g. the "
+            "treatment start) before windowing; without it, the file's order.",
+        ),
+    ] = None,
+    window: Annotated[
+        int,
+        typer.Option("--window", metavar="N", min=1, help="With --labels: labelled lines per window."),
+    ] = 500,
+    step: Annotated[
+        int,
+        typer.Option(
+            "--step",
+            metavar="N",
+            min=1,
+            help="With --labels: lines from one window's start to the next; the last window always ends at "
+            "the newest line.",
+        ),
+    ] = 250,
+    rejects_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects",
+            metavar="FILE",
+            help="With --labels: write the rejected lines, one per broken rule (row number, patient_id, "
+            "column, reason), as CSV or Parquet.",
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Check a file's inputs for drift from the development data: exit 0 if none drifted, 3 if any did."""
-    if input_path is None:
-        raise typer.BadParameter("give --input FILE", param_hint="--input")
+    """Is the model still looking at the patients it was developed on, and still calibrated?
+
+    --input: input drift from the development data. --labels: calibration over sliding windows once outcomes
+    arrive, with the update to make. Exit status: 0 nothing drifted, 3 something did, 2 unusable input.
+    """
+    if (input_path is None) == (labels is None):
+        raise typer.BadParameter(
+            "give --input FILE (input drift) or --labels FILE (calibration), one of them"
+        )
+    if labels is not None:
+        if model is not None:
+            raise typer.BadParameter(
+                "only with --input (--labels reads the risks from the scored file)", param_hint="--model"
+            )
+        from service.cli.monitor_labels import monitor_labels
+
+        monitor_labels(
+            labels,
+            predictions=predictions,
+            key=key,
+            order_by=order_by,
+            window=window,
+            step=step,
+            json_out=json_out,
+            html_out=html_out,
+            rejects_out=rejects_out,
+            quiet=quiet,
+        )
+        return
+    if predictions is not None or key or order_by is not None or rejects_out is not None:
+        raise typer.BadParameter("--predictions, --key, --order-by and --rejects go with --labels")
     out = console(quiet)
     name, version, risk_model = _registered(model)
     report, rows = _input_drift(input_path, risk_model)
