@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from service.cli import app
 
-#: The command under test: one place to change when it moves under ``lenrisk monitor``.
 COMMAND = ["monitor"]
 WINDOW_KEYS = {
     "index",
@@ -157,3 +156,17 @@ def test_a_file_written_by_lenrisk_score_is_monitored_once_outcomes_are_added(le
     assert result.exit_code in (0, 3), result.output
     rows = json.loads(out.read_text())["outcomes"]["discontinuation"]["rows"]
     assert rows == {"read": 800, "used": 700, "unlabelled": 100, "rejected": 0}
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        ((), "--input"),
+        (("--input", "a.csv", "--labels", "b.csv"), "--labels"),
+        (("--labels", "b.csv", "--model", "lenalidomide-discontinuation@champion"), "--model"),
+        (("--input", "a.csv", "--order-by", "start_date"), "--labels"),
+    ],
+)
+def test_input_and_labels_are_one_check_or_the_other(args, named):
+    result = _run(*args)
+    assert result.exit_code == 2 and named in result.output
