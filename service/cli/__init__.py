@@ -18,6 +18,7 @@ from service.cli.cohort import cohort
 from service.cli.score import score
 from service.cli.serve import apikey, serve
 from service.cli.train import promote, train
+from service.cli.update import update
 
 
 class _Group(TyperGroup):
@@ -51,6 +52,7 @@ app = typer.Typer(
 app.command("cohort")(cohort)
 app.command("train")(train)
 app.command("promote")(promote)
+app.command("update")(update)
 app.command("score")(score)
 app.command("serve")(serve)
 app.command("apikey")(apikey)
