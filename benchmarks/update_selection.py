@@ -5,7 +5,7 @@ A parent model is developed as the tests develop theirs (``--dev`` synthetic lin
 one cross-validation repeat); then, for each of ``--draws`` local samples of ``--local`` lines, shifted by
 ``--shift`` on the log-odds scale (0: the development population), the procedure chooses an update
 (``training.updating.select``: no bootstrap), and the updated model's calibration-in-the-large and slope are
-measured on 20,000 fresh lines of the same local population.
+measured on 100,000 fresh lines of the same local population.
 
     .venv/bin/python benchmarks/update_selection.py [--dev 2000] [--local 1500] [--shift 0.7] [--draws 20]
 """
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=20)
     args = parser.parse_args()
     parents = train(cohort(args.dev, 11, 0.0), seed=11, source="benchmark", n_repeats=1, n_boot=5)
-    fresh = cohort(20_000, 99, args.shift)
+    fresh = cohort(100_000, 99, args.shift)
     print(f"parent: {args.dev} lines; local: {args.local} lines, shift {args.shift:+g}; {args.draws} draws")
     for outcome, result in parents.outcomes.items():
         parent, y = result.model, fresh[OUTCOMES[outcome]].to_numpy()

@@ -9,6 +9,7 @@ it (MLflow's SQL stores limit descriptions to 5,000 characters).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -540,7 +541,7 @@ class UpdateCard:
         """The card."""
         parent = (
             f"\n\n# The parent's card (version {self.parent_version}, before the update)\n\n"
-            + self.parent_card.replace("\n# ", "\n## ")
+            + re.sub(r"^(#+) ", r"#\1 ", self.parent_card, flags=re.MULTILINE)
             if self.parent_card
             else ""
         )

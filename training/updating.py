@@ -22,8 +22,8 @@ method offered. (1) ``K`` against the original: not significant at ``alpha`` (0.
 not significantly better than, on ``LR_K - LR_j`` with ``df_K - df_j`` degrees of freedom, is chosen; if
 ``K`` beats all of them, ``K`` is. A refit is not nested in the recalibrations (it is penalised, and may
 drop predictors), so its statistic against a simpler update is the difference of both statistics against
-the original model, as the paper compares every update through the original model; a negative difference
-counts as not significant.
+the original model; a negative difference counts as not significant. The paper's full text was not at hand:
+the step order follows its abstract and a public R script applying it (docs/update.md).
 
 The result is a new :class:`RiskModel`: for a recalibration the same encoder and estimator with the Platt
 calibrator composed with the update (``a + b (s m + c) = (b s) m + (a + b c)``), so the SHAP values stay

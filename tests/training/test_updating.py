@@ -238,6 +238,7 @@ def test_the_update_is_registered_as_challenger_with_its_lineage(store, updated,
     )
     card = mlflow.artifacts.load_text(f"runs:/{registered.run_id}/model_card.md")
     assert "## How the update was chosen" in card and "# The parent's card (version 1" in card
+    assert f"\n## Model card: {DISC}, version 1\n" in card  # the parent's card, its headings one level down
 
 
 @pytest.mark.slow
