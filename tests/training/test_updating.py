@@ -247,7 +247,8 @@ def test_lenrisk_update_registers_a_refit_of_a_shift_and_nothing_for_unshifted_d
 ):
     """End to end through the CLI. This draw of 1,500 shifted lines is one where the refit wins (about 4 in
     10 with these parents): the refit is registered with its own encoder and interval, and its SHAP values
-    add up too. Unshifted lines: nothing registered, exit 0."""
+    add up too. Unshifted lines: nothing registered, exit 0. A row breaking the contract: refused with its
+    row, column and rule, exit 2."""
     monkeypatch.setenv("LENRISK_MLRUNS_DIR", str(store.mlruns_dir))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     runner = CliRunner()
@@ -271,7 +272,12 @@ def test_lenrisk_update_registers_a_refit_of_a_shift_and_nothing_for_unshifted_d
         assert "nothing registered" in result.output, result.output
         assert client.get_model_version_by_alias(DISC, CHALLENGER).version == newest.version
         bad = runner.invoke(app, ["update", "--data", str(plain_file), "--model", "no-such-model"])
+        broken_file = tmp_path / "broken.csv"
+        shifted_frame.assign(age=["abc", *shifted_frame["age"].iloc[1:]]).to_csv(broken_file, index=False)
+        broken = runner.invoke(app, [*args, "--data", str(broken_file)])
+        assert client.get_model_version_by_alias(DISC, CHALLENGER).version == newest.version
     assert bad.exit_code == 2 and "unknown model" in bad.output
+    assert broken.exit_code == 2 and "row 1, column age" in broken.output, broken.output
     rows = validate_table(shifted_frame, require_outcomes=True).raise_on_errors()
     assert refit.has_interval and refit.ensemble.size == 20
     explanation = refit.explain(rows)
