@@ -9,6 +9,7 @@ it (MLflow's SQL stores limit descriptions to 5,000 characters).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from training.cohort.params import DEFAULT_PARAMS, S0, SEED_FILES, CohortParams
 from training.pipeline import OutcomeResult
 from training.sample_size import MARGIN, R2_GAP, SHRINKAGE
 from training.selection import SELECTION_RULE
+from training.updating import METHOD_NAMES, Test, Update
 
 #: The longest model version description MLflow's SQL stores accept (``String(5000)``).
 DESCRIPTION_LIMIT = 5000
@@ -508,3 +510,122 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str
 
 def _num(x: float, digits: int = 3) -> str:
     return "n/a" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+UPDATE_INTERVAL_NOTE = """The {level:.0%} interval of every served risk pairs each of the parent's
+{refits} bootstrap refits with the update re-estimated on one bootstrap resample of the local data, so it
+carries both the original model's and the update's estimation uncertainty (not the choice of the update
+method, and not the patient's outcome)."""
+
+UPDATE_REFIT_INTERVAL_NOTE = """The {level:.0%} interval of every served risk comes from {refits} bootstrap
+refits of the refitted model's candidate on the local data (the original model plays no part in it)."""
+
+
+@dataclass(frozen=True)
+class UpdateCard:
+    """The card of a model updated on local data (``training.updating``): the update section, then the
+    parent's card (``parent_card``, when it could be read from the parent's training run)."""
+
+    update: Update
+    name: str
+    parent_version: str
+    source: str
+    data_sha256: str
+    run_id: str
+    lenrisk_version: str
+    version: str | None = None
+    digest: str | None = None
+    parent_card: str | None = None
+
+    def markdown(self) -> str:
+        """The card."""
+        parent = (
+            f"\n\n# The parent's card (version {self.parent_version}, before the update)\n\n"
+            + re.sub(r"^(#+) ", r"#\1 ", self.parent_card, flags=re.MULTILINE)
+            if self.parent_card
+            else ""
+        )
+        return self._section() + parent + "\n"
+
+    def description(self) -> str:
+        """The registry's version description: parent, method, data and the validated figures."""
+        u, v = self.update, self.update.validation.metrics
+        lines = [
+            f"Update of {self.name} version {self.parent_version} by "
+            f"{METHOD_NAMES[u.method]} ({u.method}) on {self.source}: {u.n_lines} local lines of "
+            f"{u.n_patients} patients, {u.events} events (SHA-256 {self.data_sha256}).",
+            "",
+            f"- Chosen by the closed testing procedure (Vergouwe et al. 2017, alpha {u.alpha}): "
+            + "; ".join(_test_words(t) for t in u.closed_test.tests)
+            + ".",
+            f"- The update procedure on the local data, optimism-corrected ({u.n_boot} bootstrap resamples): "
+            f"AUC {_ci(v['roc_auc'])}, calibration-in-the-large {_ci(v['calibration_intercept'])}, slope "
+            f"{_ci(v['calibration_slope'], 2)}, O:E {_ci(v['observed_expected'], 2)}, "
+            f"Brier {_ci(v['brier'])}.",
+            "- Registered as challenger only: `lenrisk promote` decides whether it becomes champion.",
+            "",
+            f"The model card is the artifact `{MODEL_CARD_ARTIFACT}` of update run `{self.run_id}`.",
+        ]
+        return "\n".join(lines)[:DESCRIPTION_LIMIT]
+
+    def _section(self) -> str:
+        u, closed = self.update, self.update.closed_test
+        version = f", version {self.version}" if self.version else " (not registered: no update chosen)"
+        fits = [
+            (
+                METHOD_NAMES[f.method] + (f" ({f.candidate})" if f.candidate else ""),
+                f.parameters,
+                _num(f.log_likelihood, 1),
+                _num(2 * (f.log_likelihood - closed.fits["none"].log_likelihood), 2),
+                _num(f.intercept) if f.method in ("intercept", "recalibration") else "",
+                _num(f.slope) if f.method == "recalibration" else "",
+            )
+            for f in closed.fits.values()
+        ]
+        tests = [(t.method, t.against, _num(t.statistic, 2), t.df, f"{t.p_value:.3g}") for t in closed.tests]
+        v = u.validation.metrics
+        names = {
+            "roc_auc": "AUC",
+            "calibration_intercept": "calibration-in-the-large",
+            "calibration_slope": "calibration slope",
+            "observed_expected": "O:E",
+            "brier": "Brier score",
+            "log_loss": "log loss",
+        }
+        validation = [(label, _num(v[k].apparent), _ci(v[k])) for k, label in names.items()]
+        lines = [
+            f"# Model card: {self.name}{version}, updated on local data (TRIPOD+AI 12f)",
+            "",
+            f"- Parent: {self.name} version {self.parent_version}; method: **{METHOD_NAMES[u.method]}**",
+            f"- Local data: {self.source}, {u.n_lines} lines of {u.n_patients} patients, {u.events} events; "
+            f"SHA-256 `{self.data_sha256}`",
+            f"- Update run: `{self.run_id}`; lenrisk {self.lenrisk_version}",
+            *([f"- Artifact SHA-256 (of `digests.json`): `{self.digest}`"] if self.digest else []),
+            "",
+            "## How the update was chosen",
+            "",
+            "Closed testing procedure (Vergouwe Y et al. Stat Med 2017;36:4529): each update's likelihood "
+            "ratio statistic against the original model on the local data, the most extensive update offered "
+            f"tested against the original model first, then against each simpler update (alpha {u.alpha}); "
+            "the simplest update it does not beat significantly is chosen.",
+            "",
+            *_table(("method", "parameters", "log-likelihood", "LR vs original", "intercept", "slope"), fits),
+            "",
+            *_table(("method", "against", "LR statistic", "df", "p"), tests),
+            "",
+            f"Refit: {'not offered: ' if closed.refit_not_offered else 'offered'}{closed.refit_not_offered}.",
+            "",
+            f"## Validation on the local data ({u.n_boot} bootstrap resamples of the whole update procedure)",
+            "",
+            *_table(("measure", "apparent", "optimism-corrected (95% CI)"), validation),
+        ]
+        model = u.model
+        if model is not None and model.has_interval:
+            note = UPDATE_REFIT_INTERVAL_NOTE if u.method == "refit" else UPDATE_INTERVAL_NOTE
+            lines += ["", "## Uncertainty", "", note.format(level=INTERVAL_LEVEL, refits=model.ensemble.size)]
+        return "\n".join(lines)
+
+
+def _test_words(t: Test) -> str:
+    verdict = "better" if t.significant else "not better"
+    return f"{t.method} {verdict} than {t.against} (LR {t.statistic:.2f}, df {t.df}, p {t.p_value:.3g})"

@@ -50,21 +50,26 @@ from features.model.registry import (
     MODEL_CARD_ARTIFACT,
     MODEL_NAMES,
     OUTCOME_TAG,
+    PARENT_VERSION_TAG,
     PROMOTION_METRIC,
     REPO_ROOT,
     RUN_TAG,
     SMALL_SAMPLE_TAG,
+    UPDATE_DATA_TAG,
+    UPDATE_METHOD_TAG,
     RegistrySettings,
     load_registered,
 )
+from features.model.riskmodel import RiskModel
 from features.schema import OUTCOMES, PREDICTOR_NAMES, RECORD_COLUMNS, Kind
 from features.validate import validate_table
 from training import evaluation
-from training.card import ModelCard, SyntheticSource, subgroup_markdown
+from training.card import ModelCard, SyntheticSource, UpdateCard, subgroup_markdown
 from training.cohort.generate import generate_cohort
 from training.cohort.params import parameter_sources
 from training.pipeline import OutcomeResult, TrainingResult
 from training.selection import N_SPLITS, SELECTION_RULE
+from training.updating import METHOD_NAMES, Update
 
 #: The logged model's code, run by MLflow on load (models from code); located, not imported (importing it
 #: would declare the model to MLflow in this process).
@@ -257,20 +262,7 @@ def _log_outcome(
             mlflow.set_tags({"registered": "false", "not_usable_because": "; ".join(outcome.problems)})
             return RegisteredVersion(name, None, (), run_id, None, outcome)
         compared = _score_champion(client, name, result.frame, outcome.outcome, Path(tmp) / "champion")
-        artifact = Path(tmp) / "risk_model"
-        digest = outcome.model.save(artifact)
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(PYFUNC_CODE),
-            artifacts={"risk_model": str(artifact)},
-            model_config={"digest": digest, "outcome": outcome.outcome},
-            code_paths=[str(runtime_code(Path(tmp) / "code"))],
-            signature=model_signature(),
-            input_example=input_example(),
-            pip_requirements=list(pip_requirements()),
-            registered_model_name=name,
-        )
-    version = str(info.registered_model_version)
+        version, digest = _log_model(name, outcome.model, Path(tmp))
     card = dataclasses.replace(card, version=version, digest=digest)
     mlflow.log_text(card.markdown(), MODEL_CARD_ARTIFACT)
     client.update_model_version(name, version, description=card.description())
@@ -289,6 +281,25 @@ def _log_outcome(
         client.set_registered_model_alias(name, CHAMPION, version)
     aliases = tuple(sorted(client.get_model_version(name, version).aliases))
     return RegisteredVersion(name, version, aliases, run_id, digest, outcome)
+
+
+def _log_model(name: str, model: RiskModel, tmp: Path) -> tuple[str, str]:
+    """Log ``model`` in the active run as models from code and register it under ``name``; return the
+    version and the artifact's digest."""
+    artifact = tmp / "risk_model"
+    digest = model.save(artifact)
+    info = mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(PYFUNC_CODE),
+        artifacts={"risk_model": str(artifact)},
+        model_config={"digest": digest, "outcome": model.outcome},
+        code_paths=[str(runtime_code(tmp / "code"))],
+        signature=model_signature(),
+        input_example=input_example(),
+        pip_requirements=list(pip_requirements()),
+        registered_model_name=name,
+    )
+    return str(info.registered_model_version), digest
 
 
 def _log_files(outcome: OutcomeResult, files: Path, synthetic: SyntheticSource | None) -> None:
@@ -474,3 +485,156 @@ def _decide(client: MlflowClient, name: str, force: bool) -> Promotion:
     else:
         promoted, decision = False, f"kept ({new - old:+.4f} worse on the same data)"
     return Promotion(name, champion, float(old), challenger, float(new), promoted, decision)
+
+
+@dataclass(frozen=True)
+class RegisteredUpdate:
+    """What :func:`register_update` did: the update run and, if an update was chosen, the version."""
+
+    name: str
+    parent_version: str
+    version: str | None  # None: no update chosen, nothing registered
+    aliases: tuple[str, ...]
+    run_id: str
+    digest: str | None
+    update: Update
+
+
+def resolve_version(client: MlflowClient, name: str, alias_or_version: str) -> str:
+    """The version behind an alias (``champion``) or a version number; :class:`RegistryError` if none."""
+    if alias_or_version.isdigit():
+        version = alias_or_version
+    else:
+        try:
+            return str(client.get_model_version_by_alias(name, alias_or_version).version)
+        except MlflowException as err:
+            raise RegistryError(f"{name} has no version with alias {alias_or_version!r}") from err
+    try:
+        client.get_model_version(name, version)
+    except MlflowException as err:
+        raise RegistryError(f"{name} has no version {version}") from err
+    return version
+
+
+def load_parent(settings: RegistrySettings, name: str, alias_or_version: str, folder: Path):
+    """The registered version to update, ``(version, RiskModel)``, its artifact digest verified."""
+    configure_mlflow(settings)
+    client = MlflowClient()
+    version = resolve_version(client, name, alias_or_version)
+    return version, load_registered(client, name, version, str(folder))
+
+
+def register_update(
+    settings: RegistrySettings,
+    name: str,
+    parent_version: str,
+    update: Update,
+    *,
+    frame: pd.DataFrame,
+    source: str,
+    data_sha256: str,
+) -> RegisteredUpdate:
+    """Log the update run (closed test, validation, lineage) and, when an update was chosen, register the
+    updated model as a new version of ``name`` with lineage tags and the alias ``challenger`` (never
+    ``champion``: that is ``lenrisk promote``'s). With no update chosen the run is logged and nothing is
+    registered. ``frame``: the local rows (the champion is scored on them for ``promote``)."""
+    experiment_id = configure_mlflow(settings)
+    client = MlflowClient()
+    lineage = {
+        PARENT_VERSION_TAG: parent_version,
+        UPDATE_METHOD_TAG: update.method,
+        UPDATE_DATA_TAG: data_sha256,
+    }
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-update") as run:
+        run_id = run.info.run_id
+        mlflow.set_tags(
+            {**lineage, "parent_model": name, "registered": str(update.model is not None).lower()}
+        )
+        mlflow.log_params(_update_params(name, parent_version, update, source, data_sha256))
+        mlflow.log_metrics(_update_metrics(update))
+        with tempfile.TemporaryDirectory() as tmp:
+            parent_run = client.get_model_version(name, parent_version).run_id
+            card = UpdateCard(
+                update=update,
+                name=name,
+                parent_version=parent_version,
+                source=source,
+                data_sha256=data_sha256,
+                run_id=run_id,
+                lenrisk_version=_lenrisk_version(),
+                parent_card=_parent_card(parent_run, Path(tmp) / "parent"),
+            )
+            if update.model is None:
+                mlflow.log_text(card.markdown(), MODEL_CARD_ARTIFACT)
+                return RegisteredUpdate(name, parent_version, None, (), run_id, None, update)
+            _score_champion(client, name, frame, update.model.outcome, Path(tmp) / "champion")
+            version, digest = _log_model(name, update.model, Path(tmp))
+        card = dataclasses.replace(card, version=version, digest=digest)
+        mlflow.log_text(card.markdown(), MODEL_CARD_ARTIFACT)
+    client.update_model_version(name, version, description=card.description())
+    tags = {
+        DIGEST_TAG: digest,
+        FAMILY_TAG: update.model.family,
+        OUTCOME_TAG: update.model.outcome,
+        RUN_TAG: run_id,
+        **lineage,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    aliases = tuple(sorted(client.get_model_version(name, version).aliases))
+    return RegisteredUpdate(name, parent_version, version, aliases, run_id, digest, update)
+
+
+def _parent_card(run_id: str | None, folder: Path) -> str | None:
+    """The parent's model card from its training run, or None if it has none."""
+    if not run_id:
+        return None
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=MODEL_CARD_ARTIFACT, dst_path=str(folder)
+        )
+    except MlflowException:
+        return None
+    return Path(path).read_text()
+
+
+def _update_params(
+    name: str, parent_version: str, update: Update, source: str, data_sha256: str
+) -> dict[str, object]:
+    closed = update.closed_test
+    fit = closed.fit
+    return {
+        "parent_model": name,
+        "parent_version": parent_version,
+        "update_method": update.method,
+        "update_method_name": METHOD_NAMES[update.method],
+        "update_intercept": fit.intercept,
+        "update_slope": fit.slope,
+        "refit_offered": not closed.refit_not_offered,
+        "refit_not_offered_because": closed.refit_not_offered or "-",
+        "refit_candidate": closed.fits["refit"].candidate if "refit" in closed.fits else "-",
+        "alpha": update.alpha,
+        "bootstrap_resamples": update.n_boot,
+        "source": source,
+        "update_data_sha256": data_sha256,
+        "n_rows": update.n_lines,
+        "n_patients": update.n_patients,
+        "events": update.events,
+        "lenrisk_version": _lenrisk_version(),
+    }
+
+
+def _update_metrics(update: Update) -> dict[str, float]:
+    """Each method's log-likelihood and LR statistic against the original model, every test of the closed
+    procedure, and the validation of the procedure (``validated_*``, as for a trained model)."""
+    closed = update.closed_test
+    metrics = update.validation.flat()
+    for method, fit in closed.fits.items():
+        metrics[f"loglik_{method}"] = fit.log_likelihood
+        metrics[f"parameters_{method}"] = fit.parameters
+        metrics[f"lr_{method}_vs_none"] = 2 * (fit.log_likelihood - closed.fits["none"].log_likelihood)
+    for t in closed.tests:
+        prefix = f"lr_test_{t.method}_vs_{t.against}"
+        metrics |= {f"{prefix}_statistic": t.statistic, f"{prefix}_df": t.df, f"{prefix}_p_value": t.p_value}
+    return {k: float(v) for k, v in metrics.items()}

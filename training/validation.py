@@ -39,7 +39,7 @@ import numpy as np
 from training import evaluation
 
 #: The metrics validated, each a function of (y, p); higher is better only for ``roc_auc``.
-METRICS = ("roc_auc", "calibration_intercept", "calibration_slope", "brier", "log_loss")
+METRICS = ("roc_auc", "calibration_intercept", "calibration_slope", "observed_expected", "brier", "log_loss")
 #: Metrics whose interval is the shifted percentile interval (the others: per-resample corrected values).
 _SHIFTED = ("roc_auc", "brier", "log_loss")
 #: Metrics whose optimism is the median over resamples (unbounded per-resample values; see above).
@@ -48,13 +48,14 @@ LEVEL = 0.95
 
 
 def score(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """AUC, calibration-in-the-large and slope, Brier and log loss of risks ``p`` for outcomes ``y``."""
+    """AUC, calibration-in-the-large and slope, O:E, Brier and log loss of risks ``p`` for outcomes ``y``."""
     overall = evaluation.overall(y, p)
     calibration = evaluation.calibration(y, p)
     return {
         "roc_auc": evaluation.auc(y, p),
         "calibration_intercept": calibration["calibration_intercept"],
         "calibration_slope": calibration["calibration_slope"],
+        "observed_expected": calibration["observed_expected"],
         "brier": overall["brier"],
         "log_loss": overall["log_loss"],
     }

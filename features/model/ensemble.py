@@ -62,6 +62,11 @@ class LinearEnsemble:
         """(rows, B) calibrated log-odds of encoded rows under every refit."""
         return X @ self.weights.T + self.intercepts
 
+    def recalibrated(self, intercept: float, slope: float) -> LinearEnsemble:
+        """Every refit followed by the logistic recalibration ``intercept + slope * logit`` (a model update,
+        ``training.updating``): ``W' = slope W``, ``w0' = intercept + slope w0``."""
+        return LinearEnsemble(slope * self.weights, intercept + slope * self.intercepts)
+
     @functools.cached_property
     def covariance(self) -> np.ndarray:
         """(1 + features)² covariance of the refits' intercepts and weights (``ddof=1``)."""

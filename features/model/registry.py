@@ -41,6 +41,11 @@ DIGEST_TAG = "artifact_sha256"
 FAMILY_TAG = "family"
 OUTCOME_TAG = "outcome"
 RUN_TAG = "training_run_id"
+#: Lineage tags of a version updated on local data (``lenrisk update``): the version it was updated from,
+#: the update method and the SHA-256 of the local data file.
+PARENT_VERSION_TAG = "parent_version"
+UPDATE_METHOD_TAG = "update_method"
+UPDATE_DATA_TAG = "update_data_sha256"
 #: Version tag of a model developed on fewer lines than the parsimonious model needs (explicitly allowed):
 #: it is flagged wherever it is shown and never becomes champion by itself.
 SMALL_SAMPLE_TAG = "small_sample"

@@ -19,6 +19,7 @@ from service.cli.monitor import monitor
 from service.cli.score import score
 from service.cli.serve import apikey, serve
 from service.cli.train import promote, train
+from service.cli.update import update
 from service.cli.validate import validate
 
 
@@ -57,4 +58,5 @@ app.command("score")(score)
 app.command("serve")(serve)
 app.command("apikey")(apikey)
 app.command("validate")(validate)
+app.command("update")(update)
 app.command("monitor")(monitor)

@@ -145,3 +145,12 @@ def test_a_resample_choosing_trees_refits_the_linear_champion_and_a_boosted_cham
     assert calibrator.slope > 0
     assert interval.refit("parsimonious", "xgboost", X, y, seed=0, groups=groups) is None
     assert interval.ensemble([None, None]) is None
+
+
+def test_a_recalibrated_ensemble_is_every_refit_followed_by_the_update(refitted, fitted):
+    """``recalibrated(a, b)``: each refit's calibrated logit L becomes a + b L (a model update)."""
+    ensemble, X = refitted["model"].ensemble, fitted["X"][:200]
+    updated = ensemble.recalibrated(0.7, 0.8)
+    np.testing.assert_allclose(updated.logits(X), 0.7 + 0.8 * ensemble.logits(X), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(updated.logit_sd(X), 0.8 * ensemble.logit_sd(X), rtol=1e-9)
+    assert updated.size == ensemble.size

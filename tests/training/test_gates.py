@@ -13,7 +13,8 @@ from training.validation import METRICS, Validated, Validation
 
 
 def _validation(log_loss: float, slope: float = 0.9, *, resamples: int = 200, failed: int = 0) -> Validation:
-    values = {"roc_auc": 0.7, "calibration_intercept": 0.0, "brier": 0.2, "log_loss": log_loss}
+    values = {"roc_auc": 0.7, "calibration_intercept": 0.0, "observed_expected": 1.0, "brier": 0.2}
+    values["log_loss"] = log_loss
     values["calibration_slope"] = slope
     metrics = {name: Validated(values[name], 0.0, values[name], values[name], resamples) for name in METRICS}
     return Validation(metrics, resamples, failed, np.empty((0, resamples)))
