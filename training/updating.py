@@ -232,7 +232,7 @@ def select(
     return ClosedTest(fits, tests, chosen, refusal)
 
 
-def _risk(fit: Fit, frame: pd.DataFrame, logit: np.ndarray) -> np.ndarray:
+def risk(fit: Fit, frame: pd.DataFrame, logit: np.ndarray) -> np.ndarray:
     """The risks of ``fit``'s updated model for the rows of ``frame``, whose original logits are ``logit``."""
     if fit.model is not None:
         return fit.model.probability(frame)
@@ -261,7 +261,7 @@ def update(
 
     def develop(rows: np.ndarray, b: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         if b == 0:
-            return {outcome: lambda r: _risk(chosen.fit, frame.iloc[r], logit[r])}
+            return {outcome: lambda r: risk(chosen.fit, frame.iloc[r], logit[r])}
         sample = frame.iloc[rows].reset_index(drop=True)
         resampled = select(parent, sample, seed=seed + b, alpha=alpha, repeats=repeats)
         if chosen.chosen in ("intercept", "recalibration"):
@@ -281,12 +281,12 @@ def update(
             )
         if advance:
             advance()
-        return {outcome: lambda r, f=resampled.fit: _risk(f, frame.iloc[r], logit[r])}
+        return {outcome: lambda r, f=resampled.fit: risk(f, frame.iloc[r], logit[r])}
 
     validation = optimism_bootstrap(develop, {outcome: y}, patients, n_boot=n_boot, seed=seed)[outcome]
     model = _updated(parent, chosen, repeated, refits)
     if model is not None:
-        average = float(_risk(chosen.fit, frame, logit).mean())
+        average = float(risk(chosen.fit, frame, logit).mean())
         info = {"update_method": chosen.chosen, "average_risk": average, "small_sample": False}
         model = dataclasses.replace(model, info=info | interval.summary(model, frame))
     return Update(

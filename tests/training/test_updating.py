@@ -91,14 +91,12 @@ def test_the_closed_test_steps_down_from_the_most_extensive_update():
 
 
 @pytest.mark.slow
-def test_an_intercept_shift_is_recalibrated_and_the_challenger_is_calibrated_on_fresh_data(
+def test_an_intercept_shift_is_recalibrated_within_the_updates_own_precision(
     updated, shifted_local, synthetic_source
 ):
-    """The issue's Done-when, on 100,000 fresh shifted lines (another seed): calibration-in-the-large within
-    ±0.02 and slope within 0.9-1.1 (the parent's intercept is off by ~0.7). ±0.02 is finer than what 1,500
-    local lines can estimate (the update's own 95% interval is about ±0.11), so it holds in this draw and in
-    about a third of draws (docs/update.md); what holds in any draw is that the remaining miscalibration is
-    within the update's own interval, asserted too."""
+    """On 100,000 fresh shifted lines the parents' intercepts are off by ~0.7; after the update on 1,500 local
+    lines what remains is within the update's own 95% interval (about ±0.11 at this size: ±0.02 needs tens
+    of thousands of local lines, the next test)."""
     fresh = _local(synthetic_source, 100_000, seed=99)
     for outcome, u in updated.items():
         assert u.method in ("intercept", "recalibration"), (outcome, u.closed_test.tests)
@@ -106,13 +104,49 @@ def test_an_intercept_shift_is_recalibrated_and_the_challenger_is_calibrated_on_
         y = fresh[OUTCOMES[outcome]].to_numpy()
         after = evaluation.calibration(y, u.model.probability(fresh))
         before = evaluation.calibration(y, u.parent.probability(fresh))
-        assert abs(after["calibration_intercept"]) <= 0.02, (outcome, after)
-        assert 0.9 <= after["calibration_slope"] <= 1.1, (outcome, after)
         assert before["calibration_intercept"] > 0.4, (outcome, before)
         local = evaluation.calibration_intervals(
             shifted_local[OUTCOMES[outcome]].to_numpy(), u.parent.probability(shifted_local)
         )["calibration_intercept"]
         assert abs(after["calibration_intercept"]) <= (local.upper - local.lower) / 2
+
+
+def _population_calibration(truth: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """Calibration-in-the-large and slope against the true risks (a binomial GLM of the true risks), free of
+    the sampling noise of fresh outcomes."""
+    import statsmodels.api as sm
+
+    lp = to_logit(p)
+    binomial = sm.families.Binomial()
+    intercept = sm.GLM(truth, np.ones((len(lp), 1)), family=binomial, offset=lp).fit().params[0]
+    slope = sm.GLM(truth, sm.add_constant(lp), family=binomial).fit().params[1]
+    return float(intercept), float(slope)
+
+
+@pytest.mark.slow
+def test_a_challenger_updated_on_a_large_local_sample_is_calibrated_within_the_issues_bounds(
+    trained, synthetic_source
+):
+    """The issue's Done-when: the challenger's calibration-in-the-large on fresh shifted data within ±0.02
+    and its slope within 0.9-1.1. The update's intercept has a standard error of about 1 / sqrt(n p (1 - p)),
+    0.05 at 1,500 local lines, so the bound needs a large local sample: 100,000 lines (one draw, seed not
+    chosen), judged on 100,000 fresh lines against their true risks."""
+    local = _local(synthetic_source, 100_000, seed=2026)
+    frame = generate_cohort(
+        100_000, 2027, synthetic_source.settings, with_truth=True, params=shifted(log_odds=SHIFT)
+    )
+    fresh = validate_table(frame).clean
+    for outcome, result in trained.outcomes.items():
+        parent = result.model
+        chosen = updating.select(parent, local, seed=1)
+        assert chosen.chosen != "none", (outcome, chosen.tests)
+        p = updating.risk(chosen.fit, fresh, parent.logit_of(parent.encode(fresh)))
+        truth = fresh[f"true_p_{OUTCOMES[outcome]}"].to_numpy()
+        before = _population_calibration(truth, parent.probability(fresh))
+        intercept, slope = _population_calibration(truth, p)
+        assert before[0] > 0.4, (outcome, before)
+        assert abs(intercept) <= 0.02, (outcome, chosen.chosen, intercept)
+        assert 0.9 <= slope <= 1.1, (outcome, chosen.chosen, slope)
 
 
 @pytest.mark.slow
