@@ -147,30 +147,38 @@ class Predictor:
             out[outcome] = (explanation, np.add.reduceat(explanation.values, _GROUP_STARTS, axis=1))
         return out
 
-    def probabilities(
+    def logits(
         self, columns: Mapping[str, Any], *, encoded: dict[str, np.ndarray] | None = None
     ) -> dict[str, np.ndarray]:
-        """Per outcome: the calibrated probabilities, without explanations (the batch fast path).
+        """Per outcome: the calibrated log-odds, without explanations (the batch fast path; the risks are
+        their ``expit``, and :meth:`intervals` takes them to centre the interval without recomputing them).
 
         Equal to the explained path within float64 rounding (the same terms summed in another order).
         ``encoded``: :meth:`encode` of ``columns``, if the caller has it.
         """
         encoded = self.encode(columns) if encoded is None else encoded
-        return {o: m.model.bulk_probability(encoded[o]) for o, m in self.models.items()}
+        return {o: m.model.bulk_logit(encoded[o]) for o, m in self.models.items()}
 
     def intervals(
-        self, columns: Mapping[str, Any], *, encoded: dict[str, np.ndarray] | None = None
+        self,
+        columns: Mapping[str, Any],
+        *,
+        encoded: dict[str, np.ndarray] | None = None,
+        logits: dict[str, np.ndarray] | None = None,
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per outcome: lower and upper bounds of the uncertainty interval (:meth:`RiskModel.interval`, the
         bounds ``/v1/predict`` returns), NaN where there is none (outside the training data, or a model
-        without one). ``encoded``: :meth:`encode` of ``columns``, if the caller has it."""
+        without one). ``encoded``: :meth:`encode` of ``columns``; ``logits``: per outcome the calibrated
+        log-odds the risks were served from (an explanation's ``logit``, or :meth:`logits`), so the interval
+        is centred on exactly that risk without computing it again; each if the caller has it."""
         encoded = self.encode(columns) if encoded is None else encoded
         bounds = {}
         for outcome, m in self.models.items():
+            logit = None if logits is None else logits[outcome]
             if m.model.has_interval:
-                bounds[outcome] = m.model.interval(columns, encoded=encoded[outcome])
+                bounds[outcome] = m.model.interval(columns, encoded=encoded[outcome], logit=logit)
             else:  # no applicability check to pay for
-                bounds[outcome] = m.model.interval_encoded(encoded[outcome])
+                bounds[outcome] = m.model.interval_encoded(encoded[outcome], logit=logit)
         return bounds
 
     def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Prediction]:
@@ -178,7 +186,8 @@ class Predictor:
         columns = {name: [row.get(name) for row in rows] for name in PREDICTOR_NAMES}
         encoded = self.encode(columns)
         per_outcome = self._explain(encoded)
-        bounds = self.intervals(columns, encoded=encoded)
+        logits = {o: explanation.logit for o, (explanation, _) in per_outcome.items()}
+        bounds = self.intervals(columns, encoded=encoded, logits=logits)
         results = []
         for i, row in enumerate(rows):
             outcomes = {}

@@ -12,7 +12,8 @@ so the B refits collapse to a ``(B, features)`` weight matrix and ``B`` intercep
 needs, the standard deviation of a row's B logits, has the exact closed form ``sqrt(x~ S x~')`` with ``S``
 the covariance of the refits' ``(w0, W)`` and ``x~ = (1, x)``: O(features²) per row whatever ``B``.
 
-The interval made of them (``features.model.riskmodel.RiskModel.interval_encoded``) is described there.
+Their mean, ``X @ W.mean(0) + w0.mean()``, is one matrix-vector product. The interval made of them
+(``features.model.riskmodel.RiskModel.interval_encoded``) is described there.
 References: Riley RD, Collins GS. Biom J 2023;65:2200302 (the bootstrap models' spread of an individual's
 predictions); Efron B, Tibshirani RJ. An Introduction to the Bootstrap, 1993, chapters 12-13 (the
 standard bootstrap interval).
@@ -66,6 +67,19 @@ class LinearEnsemble:
         """Every refit followed by the logistic recalibration ``intercept + slope * logit`` (a model update,
         ``training.updating``): ``W' = slope W``, ``w0' = intercept + slope w0``."""
         return LinearEnsemble(slope * self.weights, intercept + slope * self.intercepts)
+
+    def logit_mean(self, X: np.ndarray) -> np.ndarray:
+        """(rows,) mean of each encoded row's calibrated log-odds over the refits, in closed form
+        (``X @ W.mean(0) + w0.mean()``): equal to ``logits(X).mean(axis=1)`` within rounding."""
+        return X @ self._mean_weights + self._mean_intercept
+
+    @functools.cached_property
+    def _mean_weights(self) -> np.ndarray:
+        return self.weights.mean(axis=0)
+
+    @functools.cached_property
+    def _mean_intercept(self) -> float:
+        return float(self.intercepts.mean())
 
     @functools.cached_property
     def covariance(self) -> np.ndarray:

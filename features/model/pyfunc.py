@@ -64,7 +64,7 @@ class RiskModelPyfunc(PythonModel):
             )
         X = self.model.encode(checked.clean)
         logit = self.model.logit_of(X)
-        lower, upper = self.model.interval(checked.clean, encoded=X)
+        lower, upper = self.model.interval(checked.clean, encoded=X, logit=logit)
         return pd.DataFrame(
             {"probability": expit(logit), "logit": logit, "lower": lower, "upper": upper}, dtype=np.float64
         )

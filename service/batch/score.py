@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from scipy.special import expit
 
 from features.errors import RowError
 from features.schema import OUTCOME_COLUMNS, OUTCOMES, RECORD_NAMES
@@ -106,13 +107,13 @@ def score_columns(
         return [pa.array([], type=f.type) for f in score_schema(explain, interval=interval)]
     encoded = predictor.encode(clean)
     if explain is Explain.NONE:
-        risks, explained = predictor.probabilities(clean, encoded=encoded), {}
+        logits, explained = predictor.logits(clean, encoded=encoded), {}
     else:
         explained = predictor.explain_columns(clean, encoded=encoded)
-        risks = {o: explanation.probability for o, (explanation, _) in explained.items()}
-    arrays = [pa.array(risks[o], pa.float64()) for o in OUTCOMES]
+        logits = {o: explanation.logit for o, (explanation, _) in explained.items()}
+    arrays = [pa.array(expit(logits[o]), pa.float64()) for o in OUTCOMES]
     if interval:
-        bounds = predictor.intervals(clean, encoded=encoded)
+        bounds = predictor.intervals(clean, encoded=encoded, logits=logits)
         arrays += [
             pa.array(b, pa.float64(), from_pandas=True) for o in OUTCOMES for b in bounds[o]
         ]  # NaN: null

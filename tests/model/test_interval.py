@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 from scipy.special import expit
+from scipy.special import logit as logit_of
 
 from features.encoding import FEATURE_NAMES
 from features.errors import ArtifactError
@@ -41,12 +42,16 @@ def test_the_ensemble_is_every_refits_calibrated_logit_in_closed_form(refitted, 
     model, X = refitted["model"], fitted["X"][:300]
     explicit = np.column_stack([cal.logit(est.margin(X)) for est, cal in refitted["fits"]])
     np.testing.assert_allclose(model.ensemble.logits(X), explicit, rtol=0, atol=1e-10)
-    sd = explicit.std(axis=1, ddof=1)
+    sd, mean = explicit.std(axis=1, ddof=1), explicit.mean(axis=1)
     np.testing.assert_allclose(model.ensemble.logit_sd(X), sd, rtol=1e-9)
+    np.testing.assert_allclose(model.ensemble.logit_mean(X), mean, rtol=0, atol=1e-10)
     lower, upper = model.interval_encoded(X)
     logit = model.logit_of(X)
-    np.testing.assert_allclose(lower, expit(logit - 1.959964 * sd), rtol=1e-6)
-    np.testing.assert_allclose(upper, expit(logit + 1.959964 * sd), rtol=1e-6)
+    # Half-width: z times the refits' root-mean-square deviation from the served logit.
+    rms = np.sqrt(sd**2 + (mean - logit) ** 2)
+    assert (rms > sd).all() and np.abs(mean - logit).max() > 0.01  # the shift counts
+    np.testing.assert_allclose(lower, expit(logit - 1.959964 * rms), rtol=1e-6)
+    np.testing.assert_allclose(upper, expit(logit + 1.959964 * rms), rtol=1e-6)
     assert INTERVAL_LEVEL == 0.95 and model.ensemble.size == N_REFITS
 
 
@@ -64,6 +69,23 @@ def test_the_interval_is_a_spread_around_the_risk(refitted, fitted):
     # And close to the refits' own 2.5th-97.5th percentiles (3,000 lines: nearly normal log-odds).
     percentiles = np.quantile(expit(model.ensemble.logits(X)), [0.025, 0.975], axis=1)
     assert np.median(np.abs(percentiles[1] - percentiles[0] - width) / width) < 0.15
+
+
+def test_the_logit_a_caller_has_gives_the_same_interval(refitted, fitted):
+    model, X, rows = refitted["model"], fitted["X"][:500], fitted["frame"].head(500)
+    fresh = model.interval_encoded(X)
+    for a, b in zip(model.interval_encoded(X, logit=model.logit_of(X)), fresh, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The explained path's logit (the predictor's) and the bulk one (batch): equal within rounding.
+    for logit in (model.explain_encoded(X).logit, model.bulk_logit(X)):
+        for a, b in zip(model.interval_encoded(X, logit=logit), fresh, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+        for a, b in zip(model.interval(rows, encoded=X, logit=logit), model.interval(rows), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+    # The logit passed is the one used, not recomputed: the interval is centred on it.
+    moved = model.logit_of(X) + 1.0
+    lower, upper = model.interval_encoded(X, logit=moved)
+    np.testing.assert_allclose((logit_of(lower) + logit_of(upper)) / 2, moved, rtol=1e-9)
 
 
 def test_the_artifact_carries_the_ensemble_verified(refitted, fitted, tmp_path):

@@ -23,8 +23,14 @@ def test_every_outcome_carries_the_kernels_interval(predictor, row):
         assert level == INTERVAL_LEVEL == 0.95
         assert 0 < lower < answer.probability < upper < 1
         assert upper - lower < 0.5  # 2,000 lines: informative, not the whole scale
-        kernel = answer.model.model.interval({k: [v] for k, v in row.items()})
+        model, columns = answer.model.model, {k: [v] for k, v in row.items()}
+        # Centred on the served risk's own logit (the explanation's), passed rather than recomputed ...
+        logit = model.explain(columns).logit
+        kernel = model.interval(columns, logit=logit)
         assert (lower, upper) == (kernel[0][0], kernel[1][0]), outcome
+        # ... which is the kernel's interval computing it itself, within rounding.
+        alone = model.interval(columns)
+        assert (lower, upper) == pytest.approx((alone[0][0], alone[1][0]), rel=1e-12, abs=0), outcome
 
 
 def test_no_interval_where_the_risk_is_extrapolated(predictor, row):
