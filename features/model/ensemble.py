@@ -12,7 +12,9 @@ so the B refits collapse to a ``(B, features)`` weight matrix and ``B`` intercep
 needs, the standard deviation of a row's B logits, has the exact closed form ``sqrt(x~ S x~')`` with ``S``
 the covariance of the refits' ``(w0, W)`` and ``x~ = (1, x)``: O(features²) per row whatever ``B``.
 
-The interval made of them (``features.model.riskmodel.RiskModel.interval_encoded``) is described there.
+A boosted model's refits are :class:`features.model.boosted_ensemble.BoostedEnsemble`, with the same
+interface. The interval made of them (``features.model.riskmodel.RiskModel.interval_encoded``) is
+described there.
 References: Riley RD, Collins GS. Biom J 2023;65:2200302 (the bootstrap models' spread of an individual's
 predictions); Efron B, Tibshirani RJ. An Introduction to the Bootstrap, 1993, chapters 12-13 (the
 standard bootstrap interval).
@@ -23,7 +25,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +75,10 @@ class LinearEnsemble:
         S = self.covariance
         variance = S[0, 0] + 2 * X @ S[0, 1:] + np.einsum("ij,ij->i", X @ S[1:, 1:], X)
         return np.sqrt(np.maximum(variance, 0.0))
+
+    def recalibrated(self, intercept: float, slope: float) -> LinearEnsemble:
+        """The ensemble whose every refit's calibrated logit ``l`` becomes ``intercept + slope * l``."""
+        return replace(self, weights=slope * self.weights, intercepts=intercept + slope * self.intercepts)
 
     def save(self, directory: Path) -> list[str]:
         """Write ``ensemble.json``; return the file names written."""

@@ -10,8 +10,11 @@ Artifact layout (a directory; no pickles)::
     encoder.json     fitted feature encoding (features.encoding)
     estimator.json   coefficients (logistic) or parameters (xgboost)
     booster.ubj      XGBoost native model (xgboost only)
-    ensemble.json    the bootstrap refits behind the uncertainty interval (features.model.ensemble; absent
-                     from artifacts registered before intervals: such a model loads with no interval)
+    ensemble.json    the bootstrap refits behind the uncertainty interval: logistic weights
+                     (features.model.ensemble) or, for a boosted model, calibrations and booster files
+                     (features.model.boosted_ensemble); absent from artifacts registered before intervals:
+                     such a model loads with no interval
+    ensemble/*.ubj   the boosted refits' boosters, XGBoost native (boosted models only)
     digests.json     SHA-256 of every file above, verified on load
 """
 
@@ -30,6 +33,7 @@ from scipy.special import expit
 
 from features.encoding import FEATURE_NAMES, FeatureEncoder
 from features.errors import ArtifactError
+from features.model.boosted_ensemble import BoostedEnsemble
 from features.model.calibration import PlattCalibrator
 from features.model.ensemble import FILE as ENSEMBLE_FILE
 from features.model.ensemble import LinearEnsemble
@@ -65,7 +69,7 @@ class RiskModel:
     estimator: LogisticModel | BoostedModel
     calibrator: PlattCalibrator
     info: dict[str, Any] = field(default_factory=dict)
-    ensemble: LinearEnsemble | None = None  # bootstrap refits (features.model.ensemble); None: no interval
+    ensemble: LinearEnsemble | BoostedEnsemble | None = None  # bootstrap refits; None: no interval
 
     @property
     def family(self) -> str:
@@ -200,8 +204,14 @@ class RiskModel:
             estimator=load_estimator(directory, model["family"]),
             calibrator=PlattCalibrator.from_dict(model["calibrator"]),
             info=model.get("info", {}),
-            ensemble=LinearEnsemble.load(directory) if ENSEMBLE_FILE in digests else None,
+            ensemble=_load_ensemble(directory) if ENSEMBLE_FILE in digests else None,
         )
+
+
+def _load_ensemble(directory: Path) -> LinearEnsemble | BoostedEnsemble:
+    """The ensemble of the family ``ensemble.json`` names."""
+    family = json.loads((directory / ENSEMBLE_FILE).read_text()).get("family")
+    return (BoostedEnsemble if family == "xgboost" else LinearEnsemble).load(directory)
 
 
 def _sha256(path: Path) -> str:
