@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -76,31 +78,26 @@ class StackedTrees:
     @classmethod
     def compile(cls, boosters: Sequence[xgb.Booster]) -> StackedTrees:
         """Compile boosters trained on :data:`FEATURE_NAMES` (``binary:logistic``, numerical splits, depth
-        at most :data:`MAX_DEPTH`); :class:`ArtifactError` otherwise."""
-        conditions: dict[tuple[int, np.float32], int] = {}
-        tree_conditions, leaves, starts, base = [], [], [], []
-        for booster in boosters:
-            learner = json.loads(bytes(booster.save_raw(raw_format="json")))["learner"]
-            objective = learner["objective"]["name"]
-            if objective != "binary:logistic":
-                raise ArtifactError(f"a refit's objective is {objective!r}, not 'binary:logistic'")
-            p = float(learner["learner_model_param"]["base_score"].strip("[]"))
-            base.append(math.log(p / (1 - p)))
-            starts.append(len(leaves))
-            for tree in learner["gradient_booster"]["model"]["trees"]:
-                nodes, values = _heap_tree(tree, conditions)
-                tree_conditions.append(nodes)
-                leaves.append(values)
-        never = len(conditions)
-        index = np.array(tree_conditions, dtype=np.intp).reshape(-1, _NODES)
-        index[index < 0] = never
+        at most :data:`MAX_DEPTH`); :class:`ArtifactError` otherwise. XGBoost's serialisation releases the
+        GIL, so the boosters are laid out on as many threads as cores."""
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            layouts = list(pool.map(_layout, boosters))
+        n_trees = [len(layout.leaves) for layout in layouts]
+        first_tree = np.cumsum([0, *n_trees[:-1]], dtype=np.intp)
+        distinct, index = np.unique(np.concatenate([lay.keys for lay in layouts]), return_inverse=True)
+        never = len(distinct)
+        nodes = np.full(sum(n_trees) * _NODES, never, dtype=np.intp)
+        nodes[
+            np.concatenate([lay.slots + _NODES * t for lay, t in zip(layouts, first_tree, strict=True)])
+        ] = index
+        nodes = nodes.reshape(-1, _NODES)
         return cls(
-            cond_feature=np.array([f for f, _ in conditions] + [0], dtype=np.intp),
-            cond_threshold=np.array([t for _, t in conditions] + [np.inf], dtype=np.float32),
-            tree_conditions=np.column_stack([index, np.full(len(index), never)]).ravel(),
-            leaves=np.array(leaves, dtype=np.float64).ravel(),
-            refit_start=np.array(starts, dtype=np.intp),
-            base=np.array(base),
+            cond_feature=np.append(distinct >> 32, 0).astype(np.intp),
+            cond_threshold=np.append((distinct & 0xFFFFFFFF).astype(np.uint32).view(np.float32), np.inf),
+            tree_conditions=np.column_stack([nodes, np.full(len(nodes), never)]).ravel(),
+            leaves=np.concatenate([layout.leaves for layout in layouts]).ravel(),
+            refit_start=first_tree,
+            base=np.array([layout.base for layout in layouts]),
         )
 
     @property
@@ -124,28 +121,60 @@ class StackedTrees:
         return out
 
 
-def _heap_tree(tree: dict, conditions: dict[tuple[int, np.float32], int]) -> tuple[list[int], list[float]]:
-    """One tree of XGBoost's JSON model as heap-ordered condition indices (-1: none) and 8 leaf values;
-    new conditions are added to ``conditions``."""
-    left, right = tree["left_children"], tree["right_children"]
-    feature, value = tree["split_indices"], tree["split_conditions"]
-    if any(tree["split_type"]):
+@dataclass(frozen=True)
+class _Layout:
+    """One booster's trees in heap order: its split conditions as ``feature << 32 | float32 bits`` keys and
+    their slots (``tree * 7 + heap node``), the (trees, 8) leaf values and the base margin."""
+
+    keys: np.ndarray
+    slots: np.ndarray
+    leaves: np.ndarray
+    base: float
+
+
+def _layout(booster: xgb.Booster) -> _Layout:
+    """Lay out every tree of ``booster`` (XGBoost's JSON model) as a complete depth-3 tree."""
+    learner = json.loads(bytes(booster.save_raw(raw_format="json")))["learner"]
+    if (objective := learner["objective"]["name"]) != "binary:logistic":
+        raise ArtifactError(f"a refit's objective is {objective!r}, not 'binary:logistic'")
+    p = float(learner["learner_model_param"]["base_score"].strip("[]"))
+    trees = learner["gradient_booster"]["model"]["trees"]
+    if any(any(tree["split_type"]) for tree in trees):
         raise ArtifactError("a refit has categorical splits, which the stacked tables do not hold")
-    nodes, leaves = [-1] * _NODES, [0.0] * _LEAVES
-    stack = [(0, 0, 0)]  # (XGBoost node id, heap position, depth), from the root
-    while stack:
-        node, heap, depth = stack.pop()
-        if left[node] == -1:
-            span = 2 ** (MAX_DEPTH - depth)
-            first = (heap + 1) * span - 1 - _NODES
-            leaves[first : first + span] = [value[node]] * span
-            continue
-        if depth >= MAX_DEPTH:
+    sizes = [len(tree["left_children"]) for tree in trees]
+    offset = np.repeat(np.cumsum([0, *sizes[:-1]]), sizes)
+    tree_of = np.repeat(np.arange(len(trees)), sizes)
+    left, right = (
+        np.concatenate([tree[side] for tree in trees]) for side in ("left_children", "right_children")
+    )
+    feature = np.concatenate([tree["split_indices"] for tree in trees]).astype(np.int64)
+    value = np.concatenate([tree["split_conditions"] for tree in trees]).astype(np.float32)
+    split = left != -1
+    left, right = left + offset, right + offset
+    heap, depth = np.full(len(left), -1), np.full(len(left), -1)
+    frontier = np.cumsum([0, *sizes[:-1]])  # the roots
+    heap[frontier] = depth[frontier] = 0
+    for level in range(MAX_DEPTH + 1):  # from the roots down: unreachable (deleted) nodes stay at -1
+        inner = frontier[split[frontier]]
+        if level == MAX_DEPTH and len(inner):
             raise ArtifactError(f"a refit has trees deeper than {MAX_DEPTH}, which the tables do not hold")
-        key = (int(feature[node]), np.float32(value[node]))
-        nodes[heap] = conditions.setdefault(key, len(conditions))
-        stack += [(left[node], 2 * heap + 1, depth + 1), (right[node], 2 * heap + 2, depth + 1)]
-    return nodes, leaves
+        heap[left[inner]], heap[right[inner]] = 2 * heap[inner] + 1, 2 * heap[inner] + 2
+        depth[left[inner]] = depth[right[inner]] = level + 1
+        frontier = np.concatenate([left[inner], right[inner]])
+    node = split & (depth >= 0)
+    leaves = np.zeros((len(trees), _LEAVES))
+    for level in range(MAX_DEPTH + 1):  # a leaf above the last level fills the leaves below it
+        at = ~split & (depth == level)
+        span = 2 ** (MAX_DEPTH - level)
+        first = (heap[at] + 1) * span - 1 - _NODES
+        for k in range(span):
+            leaves[tree_of[at], first + k] = value[at]
+    return _Layout(
+        keys=(feature[node] << 32) | value[node].view(np.uint32).astype(np.int64),
+        slots=tree_of[node] * _NODES + heap[node],
+        leaves=leaves,
+        base=math.log(p / (1 - p)),
+    )
 
 
 @dataclass(frozen=True)
@@ -216,7 +245,7 @@ class BoostedEnsemble:
         raws, boosters = [], []
         for name in names:
             raw = (directory / name).read_bytes()
-            booster = xgb.Booster()
+            booster = xgb.Booster(params={"nthread": 1})
             try:
                 booster.load_model(bytearray(raw))
             except xgb.core.XGBoostError as err:

@@ -186,3 +186,28 @@ def test_a_boosted_champions_refits_are_boosted_whatever_the_resample_chose(fitt
     assert interval.ensemble([]) is None
     logits = expit(interval.ensemble([(booster, calibrator)]).logits(X))
     assert logits.shape == (400, 1) and ((logits > 0) & (logits < 1)).all()
+
+
+@pytest.mark.slow
+def test_training_gives_a_boosted_champion_its_refits(monkeypatch):
+    from features.validate import validate_table
+    from training import pipeline
+    from training.cohort.generate import generate_cohort
+
+    quick = tuple(QUICK if c.name == "xgboost" else c for c in candidates.CANDIDATES)
+    monkeypatch.setattr(candidates, "CANDIDATES", quick)
+    monkeypatch.setattr(candidates, "BOOSTED_FACTOR", 0)  # eligible at any size
+    choose = pipeline.choose
+    monkeypatch.setattr(
+        pipeline, "choose", lambda cv, order: ("xgboost", "forced") if "xgboost" in cv else choose(cv, order)
+    )
+    frame = validate_table(generate_cohort(1000, seed=4), require_outcomes=True).raise_on_errors()
+    result = pipeline.train(frame, seed=4, source="test", n_boot=3, n_repeats=1)
+    for outcome in result.outcomes.values():
+        model = outcome.model
+        assert outcome.chosen == "xgboost" and isinstance(model.ensemble, BoostedEnsemble)
+        assert model.ensemble.size == model.info["interval_refits"] == 3
+        lower, upper = model.interval(frame.head(50))
+        point = model.probability(frame.head(50))
+        assert np.isfinite(lower).all() and ((lower <= point) & (point <= upper)).all()
+        assert 0 < model.info["interval_width_median"] < 0.5
