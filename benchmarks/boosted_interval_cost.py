@@ -10,11 +10,15 @@ then measures:
 2. one row: ``logit_sd`` (all B refits' logits, then their SD: what ``interval_encoded`` adds per outcome)
    against the model's own ``explain_encoded`` (margin and SHAP of one booster, today's per-record
    work) and against calling XGBoost's predictor once per refit, medians of ``--calls`` calls;
-3. many rows: ``logit_sd`` of 10,000 rows (rows/s).
+3. many rows: ``logit_sd`` of 10,000 rows (rows/s);
+4. with ``--refit-lines N``: training's cost, one ``training.interval.refit`` of a boosted champion (the
+   candidate's five out-of-fold boosters for the calibration and the final one) against a full linear
+   champion's, on a patient resample of N generated lines.
 
 Usage::
 
     .venv/bin/python benchmarks/boosted_interval_cost.py [--refits 200] [--distinct 200] [--lines 3000]
+        [--refit-lines 40000]
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from features.model.boosted_ensemble import BoostedEnsemble
 from features.model.calibration import PlattCalibrator
 from features.model.estimators import BoostedModel
 from features.validate import validate_table
+from training import interval
 from training.cohort.generate import generate_cohort
 from training.estimators import BoostedSpec
 from training.validation import patient_resamples
@@ -56,6 +61,7 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=200)
     parser.add_argument("--lines", type=int, default=3000)
     parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--refit-lines", type=int, default=0, help="also time one refit on this many lines")
     args = parser.parse_args()
 
     frame = validate_table(generate_cohort(args.lines, seed=1), require_outcomes=True).raise_on_errors()
@@ -110,6 +116,22 @@ def main() -> None:
         f"10,000 rows, logit_sd over {args.refits} refits: {wall:.2f} s wall ({10_000 / wall:,.0f} rows/s), "
         f"{cpu:.2f} s CPU ({10_000 / cpu:,.0f} rows/s)"
     )
+
+    if args.refit_lines:
+        big = validate_table(
+            generate_cohort(args.refit_lines, seed=1), require_outcomes=True
+        ).raise_on_errors()
+        X, y = FeatureEncoder().fit(big).transform(big), big["discontinued_toxicity"].to_numpy()
+        groups = big["patient_id"].to_numpy()
+        rows = next(iter(patient_resamples(groups, 1, seed=1)))
+        for champion in ("full", "xgboost"):
+            wall, cpu = timed(
+                lambda c=champion: interval.refit(c, c, X[rows], y[rows], seed=1, groups=groups[rows])
+            )
+            print(
+                f"one refit of a {champion} champion, {args.refit_lines:,} lines: {wall:.2f} s wall, "
+                f"{cpu:.2f} s CPU"
+            )
 
 
 if __name__ == "__main__":
