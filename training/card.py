@@ -57,9 +57,9 @@ UNCERTAINTY_NOTE = """- **Uncertainty**: every served risk carries a {level:.0%}
   for a patient outside the development data (an input outside its ranges or a category it never had),
   where the risk is extrapolated."""
 
-NO_UNCERTAINTY_NOTE = """- **Uncertainty**: this model gives no interval with its risks (the bootstrap
-  refits an interval of estimation uncertainty is made of are carried for logistic models only), so a
-  served risk shows no range."""
+NO_UNCERTAINTY_NOTE = """- **Uncertainty**: this model gives no interval with its risks (it was registered
+  without the bootstrap refits an interval of estimation uncertainty is made of), so a served risk shows no
+  range."""
 
 CANDIDATES_NOTE = """Candidates, simplest first: the intercept alone (the average risk for everyone), setting
 alone, a parsimonious model pre-specified from the key study ({parsimonious}), every feature (restricted cubic

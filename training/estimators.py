@@ -188,9 +188,18 @@ class BoostedSpec:
         self, X: np.ndarray, y: np.ndarray, *, seed: int = 0, groups: np.ndarray | None = None
     ) -> tuple[BoostedModel, PlattCalibrator]:
         """The booster on all rows, Platt-calibrated on out-of-fold margins of the same configuration."""
+        booster, params, calibrator = self.fit_booster(X, y, seed=seed, groups=groups)
+        return BoostedModel.of(booster, params), calibrator
+
+    def fit_booster(
+        self, X: np.ndarray, y: np.ndarray, *, seed: int = 0, groups: np.ndarray | None = None
+    ) -> tuple[xgb.Booster, dict[str, Any], PlattCalibrator]:
+        """:meth:`fit` without compiling the SHAP tables: the booster, its parameters and its calibration
+        (what an uncertainty-interval refit keeps)."""
         groups = np.arange(len(y)) if groups is None else groups
         folds = StratifiedGroupKFold(self.calibration_folds, shuffle=True, random_state=seed)
         oof = np.empty(len(y))
         for train, test in folds.split(X, y, groups):
             oof[test] = self.fit_margin(X[train], y[train], seed=seed)(X[test])
-        return BoostedModel.of(*self._train(X, y, seed)), fit_platt(oof, y)
+        booster, params = self._train(X, y, seed)
+        return booster, params, fit_platt(oof, y)

@@ -218,7 +218,7 @@ def train(
         for o, fits in refits.items():
             chosen = resampled.chosen[o][0], developed.chosen[o][0]
             y, groups = procedure.y[o][rows], procedure.patients[rows]
-            fits.append(interval.refit(*chosen, X_dev[rows], y, seed=seed + b, groups=groups))
+            fits.append(interval.refit(*chosen, X_dev[rows], y, seed=seed + b, groups=groups, resample=b))
         return procedure.risks(resampled, rows)
 
     validations = optimism_bootstrap(

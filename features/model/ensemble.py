@@ -12,8 +12,9 @@ so the B refits collapse to a ``(B, features)`` weight matrix and ``B`` intercep
 needs, the standard deviation of a row's B logits, has the exact closed form ``sqrt(x~ S x~')`` with ``S``
 the covariance of the refits' ``(w0, W)`` and ``x~ = (1, x)``: O(features²) per row whatever ``B``.
 
-Their mean, ``X @ W.mean(0) + w0.mean()``, is one matrix-vector product. The interval made of them
-(``features.model.riskmodel.RiskModel.interval_encoded``) is described there.
+Their mean, ``X @ W.mean(0) + w0.mean()``, is one matrix-vector product. A boosted model's refits are
+:class:`features.model.boosted_ensemble.BoostedEnsemble`, with the same interface. The interval made of
+them (``features.model.riskmodel.RiskModel.interval_encoded``) is described there.
 References: Riley RD, Collins GS. Biom J 2023;65:2200302 (the bootstrap models' spread of an individual's
 predictions); Efron B, Tibshirani RJ. An Introduction to the Bootstrap, 1993, chapters 12-13 (the
 standard bootstrap interval).
@@ -62,6 +63,11 @@ class LinearEnsemble:
     def logits(self, X: np.ndarray) -> np.ndarray:
         """(rows, B) calibrated log-odds of encoded rows under every refit."""
         return X @ self.weights.T + self.intercepts
+
+    def rms_deviation(self, X: np.ndarray, logit: np.ndarray) -> np.ndarray:
+        """(rows,) root-mean-square deviation of each row's refit logits from ``logit`` (its served logit):
+        ``sqrt(logit_sd² + (logit_mean - logit)²)``, in closed form."""
+        return np.hypot(self.logit_sd(X), self.logit_mean(X) - logit)
 
     def recalibrated(self, intercept: float, slope: float) -> LinearEnsemble:
         """Every refit followed by the logistic recalibration ``intercept + slope * logit`` (a model update,

@@ -10,8 +10,11 @@ Artifact layout (a directory; no pickles)::
     encoder.json     fitted feature encoding (features.encoding)
     estimator.json   coefficients (logistic) or parameters (xgboost)
     booster.ubj      XGBoost native model (xgboost only)
-    ensemble.json    the bootstrap refits behind the uncertainty interval (features.model.ensemble; absent
-                     from artifacts registered before intervals: such a model loads with no interval)
+    ensemble.json    the bootstrap refits behind the uncertainty interval: logistic weights
+                     (features.model.ensemble) or, for a boosted model, calibrations and booster files
+                     (features.model.boosted_ensemble); absent from artifacts registered before intervals:
+                     such a model loads with no interval
+    ensemble/*.ubj   the boosted refits' boosters, XGBoost native (boosted models only)
     profile.json     the development data's distribution per field, for drift monitoring (features.drift;
                      absent from artifacts registered before it)
     digests.json     SHA-256 of every file above, verified on load
@@ -34,6 +37,7 @@ from features.drift import FILE as PROFILE_FILE
 from features.drift import DriftProfile
 from features.encoding import FEATURE_NAMES, FeatureEncoder
 from features.errors import ArtifactError
+from features.model.boosted_ensemble import BoostedEnsemble
 from features.model.calibration import PlattCalibrator
 from features.model.ensemble import FILE as ENSEMBLE_FILE
 from features.model.ensemble import LinearEnsemble
@@ -69,7 +73,7 @@ class RiskModel:
     estimator: LogisticModel | BoostedModel
     calibrator: PlattCalibrator
     info: dict[str, Any] = field(default_factory=dict)
-    ensemble: LinearEnsemble | None = None  # bootstrap refits (features.model.ensemble); None: no interval
+    ensemble: LinearEnsemble | BoostedEnsemble | None = None  # bootstrap refits; None: no interval
     profile: DriftProfile | None = None  # development distribution (features.drift); None: registered before
 
     @property
@@ -113,14 +117,14 @@ class RiskModel:
         On the log-odds scale, centred on the served risk: ``logit ± z · rms``, z the standard normal
         quantile of the level, ``rms`` the root-mean-square deviation of the row's logits under the ``B``
         bootstrap refits from the served logit, ``sqrt(SD² + (mean - logit)²)``
-        (:meth:`LinearEnsemble.logit_sd`, :meth:`LinearEnsemble.logit_mean`, closed forms): the bootstrap
-        estimate of the served logit's root-mean-square error, its SD and its bias (Efron & Tibshirani 1993,
-        chapters 6 and 10), mapped to probabilities. Where the refits agree on average with the served
-        logit it is the standard bootstrap interval (logit ± z · SD, chapters 12-13); where they do not, as
-        when many of a small sample's resamples choose a simpler candidate than its development did, it
-        widens by that disagreement instead of moving away from the served risk, which it always contains.
-        Chosen over the SD alone, the bias-corrected centre and the refits' percentiles by coverage of the
-        generator's true risks per outcome at 300 and 1,000 lines (docs/training.md, "Uncertainty
+        (``rms_deviation``, closed form for :class:`LinearEnsemble`, one pass for :class:`BoostedEnsemble`):
+        the bootstrap estimate of the served logit's root-mean-square error, its SD and its bias (Efron &
+        Tibshirani 1993, chapters 6 and 10), mapped to probabilities. Where the refits agree on average with
+        the served logit it is the standard bootstrap interval (logit ± z · SD, chapters 12-13); where they
+        do not, as when many of a small sample's resamples choose a simpler candidate than its development
+        did, it widens by that disagreement instead of moving away from the served risk, which it always
+        contains. Chosen over the SD alone, the bias-corrected centre and the refits' percentiles by coverage
+        of the generator's true risks per outcome at 300 and 1,000 lines (docs/training.md, "Uncertainty
         intervals").
 
         Estimation uncertainty only: not the patient's outcome, and not the extrapolation to inputs the
@@ -131,8 +135,7 @@ class RiskModel:
             nan = np.full(X.shape[0], np.nan)
             return nan, nan.copy()
         logit = self.logit_of(X) if logit is None else logit
-        shift = self.ensemble.logit_mean(X) - logit
-        half = _Z * np.sqrt(self.ensemble.logit_sd(X) ** 2 + shift**2)
+        half = _Z * self.ensemble.rms_deviation(X, logit)
         return expit(logit - half), expit(logit + half)
 
     def outside_training(self, rows: Mapping[str, Any]) -> np.ndarray:
@@ -228,9 +231,15 @@ class RiskModel:
             estimator=load_estimator(directory, model["family"]),
             calibrator=PlattCalibrator.from_dict(model["calibrator"]),
             info=model.get("info", {}),
-            ensemble=LinearEnsemble.load(directory) if ENSEMBLE_FILE in digests else None,
+            ensemble=_load_ensemble(directory) if ENSEMBLE_FILE in digests else None,
             profile=DriftProfile.load(directory) if PROFILE_FILE in digests else None,
         )
+
+
+def _load_ensemble(directory: Path) -> LinearEnsemble | BoostedEnsemble:
+    """The ensemble of the family ``ensemble.json`` names."""
+    family = json.loads((directory / ENSEMBLE_FILE).read_text()).get("family")
+    return (BoostedEnsemble if family == "xgboost" else LinearEnsemble).load(directory)
 
 
 def _sha256(path: Path) -> str:

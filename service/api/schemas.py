@@ -55,7 +55,7 @@ INTERVAL_DESCRIPTION = (
     "resamples of the development data). It is not the patient's own uncertainty about the outcome. Null "
     "(no interval) when the record is outside the training data (an outside_training_range or "
     "not_seen_in_training warning says which input: there the risk is extrapolated and a narrow interval "
-    "would mislead) or the model has none (a boosted model, or one registered before intervals)"
+    "would mislead) or the model has none (a model version registered before intervals)"
 )
 
 

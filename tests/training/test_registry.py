@@ -499,7 +499,7 @@ def test_the_registered_card_says_served_risks_carry_an_interval_of_estimation_u
         ), text
         assert model.ensemble.size == model.info["interval_refits"] > 1
 
-    # A model without refits (a boosted champion, or one trained before intervals) says it gives none.
+    # A model without refits (one trained before intervals) says it gives none.
     registered = registry["versions"][0]
     bare = dataclasses.replace(
         registered.result, model=dataclasses.replace(registered.result.model, ensemble=None)

@@ -3,6 +3,7 @@ atomic and idempotent publication, results independent of the batch size."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -38,8 +39,10 @@ from service.batch.read import BATCH_ROWS
 from service.batch.score import Explain, Scored
 from service.predictor import FIELDS, LoadedModel, Predictor
 from tests.helpers import same_scores
+from training import interval
 from training.cohort.generate import generate_cohort
 from training.estimators import BoostedSpec
+from training.validation import patient_resamples
 
 pytestmark = pytest.mark.slow  # every test uses the session's trained models (`trained`: ~10 s once)
 
@@ -510,6 +513,50 @@ def test_a_model_without_interval_gives_null_columns(boosted, registry, tmp_path
         assert scored[f"{o}_lower"].null_count == scored[f"{o}_upper"].null_count == 40
         assert np.isfinite(scored[f"risk_{o}"].to_numpy()).all()
         assert summary.manifest["models"][o]["has_interval"] is False
+
+
+@pytest.fixture(scope="module")
+def boosted_with_interval(boosted, cohort) -> Predictor:
+    """The ``boosted`` champions, each with an ensemble of 4 quick boosted refits on patient resamples of
+    the cohort (the form training gives a boosted champion; fewer, shorter refits)."""
+    quick = BoostedSpec(
+        num_boost_round=30, params={**BoostedSpec().params, "nthread": 1}, calibration_folds=2
+    )
+    groups = cohort["patient_id"].to_numpy()
+    models = {}
+    for outcome, loaded in boosted.models.items():
+        X, y = loaded.model.encode(cohort), cohort[OUTCOMES[outcome]].to_numpy()
+        fits = []
+        for b, rows in enumerate(patient_resamples(groups, 4, seed=9)):
+            booster, _, calibrator = quick.fit_booster(X[rows], y[rows], seed=b, groups=groups[rows])
+            fits.append((booster, calibrator))
+        model = dataclasses.replace(loaded.model, ensemble=interval.ensemble(fits))
+        models[outcome] = dataclasses.replace(loaded, model=model)
+    return Predictor(models, boosted.bands)
+
+
+def test_a_boosted_champion_gives_interval_columns_equal_to_predict_rows(
+    boosted_with_interval, registry, tmp_path
+):
+    frame = interval_lines(registry)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "lines.parquet")
+    summary = run(
+        boosted_with_interval, tmp_path / "lines.parquet", tmp_path / "scored.parquet", interval=True
+    )
+    scored = pq.read_table(tmp_path / "scored.parquet").to_pandas()
+    clean = validate_table(frame).clean
+    rows = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in clean.to_dict("records")]
+    for i, prediction in enumerate(boosted_with_interval.predict_rows(rows)):  # what /v1/predict answers
+        for o, answer in prediction.outcomes.items():
+            if i < 2:  # outside the training data: no interval on either path
+                assert answer.interval is None and np.isnan(scored[f"{o}_lower"][i])
+                continue
+            lower, upper, level = answer.interval
+            assert level == 0.95 and lower < answer.probability < upper
+            assert (scored[f"{o}_lower"][i], scored[f"{o}_upper"][i]) == pytest.approx(
+                (lower, upper), rel=1e-12
+            )
+    assert all(m["has_interval"] is True for m in summary.manifest["models"].values())
 
 
 def test_an_input_with_an_interval_column_name_is_refused(predictor, registry, tmp_path):

@@ -657,7 +657,7 @@ def test_a_patient_older_than_every_training_line_gets_no_range_and_the_card_say
 
 
 def test_a_model_without_intervals_gives_a_card_saying_it_gives_none(cds, monkeypatch):
-    """What a boosted champion or a model registered before intervals gives: the session's predictions with
+    """What a model registered before intervals gives: the session's predictions with
     the interval taken away (the session's models all carry one), no extrapolation warning."""
     import dataclasses
 

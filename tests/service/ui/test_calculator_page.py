@@ -575,8 +575,8 @@ def test_range_words_follow_the_cut_points_and_a_record_outside_the_data_gets_no
 
 @pytest.mark.external
 def test_a_model_without_intervals_is_said_to_give_none(page, live):
-    """The service's real answer with the intervals nulled and no extrapolation warning: what a boosted
-    champion or a model registered before intervals gives (the session's models all carry one)."""
+    """The service's real answer with the intervals nulled and no extrapolation warning: what a model
+    registered before intervals gives (the session's models all carry one)."""
     answer = httpx.post(f"{live}/v1/predict", json=RECORD, timeout=30).json()
     assert not {"outside_training_range", "not_seen_in_training"} & {w["kind"] for w in answer["warnings"]}
     for outcome in OUTCOMES:
