@@ -54,6 +54,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparatio
 
 from features.encoding import FeatureEncoder
 from features.errors import LenriskError
+from features.model.boosted_ensemble import BoostedEnsemble
 from features.model.calibration import PlattCalibrator
 from features.model.ensemble import LinearEnsemble
 from features.model.riskmodel import RiskModel
@@ -316,15 +317,8 @@ def _updated(
     return dataclasses.replace(parent, calibrator=calibrator, ensemble=ensemble)
 
 
-def _paired(ensemble: LinearEnsemble, repeated: list[tuple[float, float]]) -> LinearEnsemble:
+def _paired(ensemble: LinearEnsemble | BoostedEnsemble, repeated: list[tuple[float, float]]):
     """Refit ``i`` of the original model followed by the update re-estimated on local resample ``i`` (cycled
     when there are fewer resamples than refits): both sources of estimation uncertainty, independent."""
-    members = [
-        LinearEnsemble(ensemble.weights[i : i + 1], ensemble.intercepts[i : i + 1]).recalibrated(
-            *repeated[i % len(repeated)]
-        )
-        for i in range(ensemble.size)
-    ]
-    return LinearEnsemble(
-        np.vstack([m.weights for m in members]), np.concatenate([m.intercepts for m in members])
-    )
+    pairs = np.array([repeated[i % len(repeated)] for i in range(ensemble.size)])
+    return ensemble.recalibrated(pairs[:, 0], pairs[:, 1])

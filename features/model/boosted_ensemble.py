@@ -220,8 +220,9 @@ class BoostedEnsemble:
         logits = self.logits(X)
         return np.hypot(logits.std(axis=1, ddof=1), logits.mean(axis=1) - logit)
 
-    def recalibrated(self, intercept: float, slope: float) -> BoostedEnsemble:
-        """The ensemble whose every refit's calibrated logit ``l`` becomes ``intercept + slope * l``."""
+    def recalibrated(self, intercept: float | np.ndarray, slope: float | np.ndarray) -> BoostedEnsemble:
+        """The ensemble whose every refit's calibrated logit ``l`` becomes ``intercept + slope * l`` (one pair
+        for all refits, or arrays of ``B``, one per refit)."""
         return replace(self, slopes=slope * self.slopes, intercepts=intercept + slope * self.intercepts)
 
     def save(self, directory: Path) -> list[str]:

@@ -69,10 +69,12 @@ class LinearEnsemble:
         ``sqrt(logit_sd² + (logit_mean - logit)²)``, in closed form."""
         return np.hypot(self.logit_sd(X), self.logit_mean(X) - logit)
 
-    def recalibrated(self, intercept: float, slope: float) -> LinearEnsemble:
+    def recalibrated(self, intercept: float | np.ndarray, slope: float | np.ndarray) -> LinearEnsemble:
         """Every refit followed by the logistic recalibration ``intercept + slope * logit`` (a model update,
-        ``training.updating``): ``W' = slope W``, ``w0' = intercept + slope w0``."""
-        return LinearEnsemble(slope * self.weights, intercept + slope * self.intercepts)
+        ``training.updating``; one pair for all refits, or arrays of ``B``, one per refit):
+        ``W' = slope W``, ``w0' = intercept + slope w0``."""
+        slope, intercept = np.asarray(slope, dtype=float), np.asarray(intercept, dtype=float)
+        return LinearEnsemble(slope[..., None] * self.weights, intercept + slope * self.intercepts)
 
     def logit_mean(self, X: np.ndarray) -> np.ndarray:
         """(rows,) mean of each encoded row's calibrated log-odds over the refits, in closed form

@@ -173,6 +173,32 @@ def test_recalibrating_an_ensemble_maps_every_refits_logit(boosted, fitted):
     np.testing.assert_allclose(moved.logits(X), 0.5 + 1.3 * linear.logits(X), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(moved.logit_sd(X), 1.3 * linear.logit_sd(X), rtol=1e-9, atol=1e-10)
 
+    # One update per refit (a model update re-estimated on each local resample, training.updating).
+    for each in (ensemble, linear):
+        a, b = np.linspace(-0.5, 0.5, each.size), np.linspace(0.7, 1.3, each.size)
+        np.testing.assert_allclose(each.recalibrated(a, b).logits(X), a + b * each.logits(X), atol=1e-10)
+
+
+def test_a_boosted_parent_updated_by_recalibration_keeps_an_interval(boosted, fitted):
+    """``lenrisk update`` on a boosted parent: each refit followed by one local resample's recalibration."""
+    from training import updating
+
+    parent, X = boosted["model"], fitted["X"][:300]
+    chosen = updating.ClosedTest(
+        fits={"recalibration": updating.Fit("recalibration", 2, -1.0, intercept=0.4, slope=0.9)},
+        tests=[],
+        chosen="recalibration",
+    )
+    model = updating._updated(parent, chosen, [(0.4, 0.9), (0.5, 1.0)], [])
+    assert model.has_interval and isinstance(model.ensemble, BoostedEnsemble)
+    expected = np.array([(0.4, 0.9), (0.5, 1.0)] * N_REFITS)[:N_REFITS]
+    np.testing.assert_allclose(
+        model.ensemble.logits(X), expected[:, 0] + expected[:, 1] * parent.ensemble.logits(X), atol=1e-10
+    )
+    lower, upper = model.interval_encoded(X)
+    p = model.bulk_probability(X)
+    assert np.all((lower <= p) & (p <= upper)) and np.isfinite(lower).all()
+
 
 def test_a_boosted_champions_refits_are_boosted_whatever_the_resample_chose(fitted, monkeypatch):
     quick = tuple(QUICK if c.name == "xgboost" else c for c in candidates.CANDIDATES)
