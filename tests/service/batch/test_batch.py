@@ -292,7 +292,7 @@ def test_a_failing_run_leaves_the_previous_files_untouched(predictor, csv_lines,
     output = tmp_path / "scored.csv"
     output.write_text("previous run\n")
     calls = []
-    original = predictor.probabilities
+    original = predictor.logits
 
     def failing(columns, **options):
         calls.append(len(columns))
@@ -300,7 +300,7 @@ def test_a_failing_run_leaves_the_previous_files_untouched(predictor, csv_lines,
             raise MemoryError("simulated failure in the third batch")
         return original(columns, **options)
 
-    monkeypatch.setattr(predictor, "probabilities", failing)
+    monkeypatch.setattr(predictor, "logits", failing)
     with pytest.raises(MemoryError):
         run(predictor, tmp_path / "lines.csv", output, batch_rows=20)
     assert output.read_text() == "previous run\n"
