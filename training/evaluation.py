@@ -202,11 +202,11 @@ def discrimination(
 # --------------------------------------------------------------------------------------------- calibration
 
 
-def _fit_logistic(y: NDArray, exog: NDArray, offset: NDArray | None = None) -> NDArray:
-    """Maximum-likelihood logistic coefficients, or NaNs when they are not identified (separation)."""
-    nan = np.full(exog.shape[1], np.nan)
+def _glm(y: NDArray, exog: NDArray, offset: NDArray | None = None):
+    """The fitted logistic GLM, or None when its coefficients are not identified (one class, separation,
+    no convergence)."""
     if y.min() == y.max():
-        return nan
+        return None
     model = GLM(y, exog, family=families.Binomial(), offset=offset)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PerfectSeparationWarning)
@@ -214,8 +214,14 @@ def _fit_logistic(y: NDArray, exog: NDArray, offset: NDArray | None = None) -> N
         try:
             result = model.fit()
         except (PerfectSeparationWarning, ConvergenceWarning, np.linalg.LinAlgError):
-            return nan
-    return result.params if np.isfinite(result.params).all() else nan
+            return None
+    return result if np.isfinite(result.params).all() else None
+
+
+def _fit_logistic(y: NDArray, exog: NDArray, offset: NDArray | None = None) -> NDArray:
+    """Maximum-likelihood logistic coefficients, or NaNs when they are not identified (separation)."""
+    result = _glm(y, exog, offset)
+    return np.full(exog.shape[1], np.nan) if result is None else result.params
 
 
 def _calibration_in_the_large(y: NDArray, p: NDArray) -> float:
@@ -273,20 +279,10 @@ def calibration(y: ArrayLike, p: ArrayLike) -> dict[str, float]:
 
 def _fit_logistic_ci(y: NDArray, exog: NDArray, offset: NDArray | None = None) -> list[Interval]:
     """Like :func:`_fit_logistic`, each coefficient with its 95% Wald interval (NaNs when not identified)."""
-    nan = [Interval(float("nan"), float("nan"), float("nan"))] * exog.shape[1]
-    if y.min() == y.max():
-        return nan
-    model = GLM(y, exog, family=families.Binomial(), offset=offset)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PerfectSeparationWarning)
-        warnings.simplefilter("error", ConvergenceWarning)
-        try:
-            result = model.fit()
-        except (PerfectSeparationWarning, ConvergenceWarning, np.linalg.LinAlgError):
-            return nan
-    bounds = np.asarray(result.conf_int(alpha=0.05))
-    if not (np.isfinite(result.params).all() and np.isfinite(bounds).all()):
-        return nan
+    result = _glm(y, exog, offset)
+    bounds = None if result is None else np.asarray(result.conf_int(alpha=0.05))
+    if bounds is None or not np.isfinite(bounds).all():
+        return [Interval(float("nan"), float("nan"), float("nan"))] * exog.shape[1]
     return [
         Interval(float(e), float(lo), float(hi)) for e, (lo, hi) in zip(result.params, bounds, strict=True)
     ]
