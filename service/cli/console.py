@@ -7,9 +7,12 @@ the commands pass one of the callables made here. On a terminal progress is a ri
 
 from __future__ import annotations
 
+import io
+import logging
+import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, redirect_stderr
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -146,3 +149,24 @@ def row_progress(quiet: bool, total: int | None) -> Iterator[Callable[[int], Non
     ) as bar:
         task = bar.add_task("scoring", total=total)
         yield lambda rows: bar.advance(task, rows)
+
+
+@contextmanager
+def mlflow_output(quiet: bool) -> Iterator[None]:
+    """MLflow's own chatter: warnings only (all of it hidden when ``quiet``), no download progress bars."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # mlflow.utils.environment warns that pip (absent from uv environments) goes unpinned into conda.yaml.
+    levels = {
+        "mlflow": logging.ERROR if quiet else logging.WARNING,
+        "mlflow.utils.environment": logging.ERROR,
+    }
+    loggers = {logging.getLogger(name): level for name, level in levels.items()}
+    before = {logger: logger.level for logger in loggers}
+    for logger, level in loggers.items():
+        logger.setLevel(level)
+    try:
+        with redirect_stderr(io.StringIO()) if quiet else nullcontext():  # "Successfully registered ..."
+            yield
+    finally:
+        for logger, level in before.items():
+            logger.setLevel(level)

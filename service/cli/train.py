@@ -8,15 +8,10 @@ with code 2.
 
 from __future__ import annotations
 
-import io
-import logging
 import math
-import os
 import shlex
 import sys
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext, redirect_stderr
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlparse
@@ -25,7 +20,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from service.cli.console import Quiet, console, progress
+from service.cli.console import Quiet, console, mlflow_output, progress
 
 DEFAULT_SEED = 2026
 MLFLOW_UI_PORT = 5000  # mlflow ui's own default, away from the API's 8000
@@ -149,7 +144,7 @@ def train(
             progress=track,
         )
         task = bar.add_task("logging and registering in MLflow", total=1)
-        with _mlflow_output(quiet):
+        with mlflow_output(quiet):
             logged = log_and_register(result, settings, synthetic=cohort)
         bar.advance(task)
 
@@ -232,27 +227,6 @@ def _sample_size_table(checks) -> Table:
                 "yes" if row["met"] else "no",
             )
     return table
-
-
-@contextmanager
-def _mlflow_output(quiet: bool) -> Iterator[None]:
-    """MLflow's own chatter: warnings only (all of it hidden when ``quiet``), no download progress bars."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # mlflow.utils.environment warns that pip (absent from uv environments) goes unpinned into conda.yaml.
-    levels = {
-        "mlflow": logging.ERROR if quiet else logging.WARNING,
-        "mlflow.utils.environment": logging.ERROR,
-    }
-    loggers = {logging.getLogger(name): level for name, level in levels.items()}
-    before = {logger: logger.level for logger in loggers}
-    for logger, level in loggers.items():
-        logger.setLevel(level)
-    try:
-        with redirect_stderr(io.StringIO()) if quiet else nullcontext():  # "Successfully registered ..."
-            yield
-    finally:
-        for logger, level in before.items():
-            logger.setLevel(level)
 
 
 def _table(title: str, models: list[str], rows: dict[str, list[str]]) -> Table:

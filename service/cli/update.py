@@ -15,8 +15,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli.console import Quiet, console, progress
-from service.cli.train import _mlflow_output as mlflow_output
+from service.cli.console import Quiet, console, mlflow_output, progress
 
 DEFAULT_SEED = 2026
 
