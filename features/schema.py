@@ -172,6 +172,12 @@ OUTCOME_COLUMNS: tuple[Column, ...] = (
     Column("dose_reduced", Kind.BINARY, "lenalidomide dose reduced during the line"),
 )
 
+#: Each outcome's model as a clinician reads its name (calculator page, reports).
+OUTCOME_TITLES: dict[str, str] = {
+    "discontinuation": "Early discontinuation for toxicity",
+    "dose_reduction": "Dose reduction during the line",
+}
+
 #: When both outcomes count, as the models define them: the one text the calculator page, the model card
 #: and the API documentation state. The figures are the key study's (seed ``000_ad520cc8950628f0.txt``).
 OUTCOME_HORIZON = (

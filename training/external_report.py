@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
-from features.schema import outcome_definition
+from features.schema import OUTCOME_TITLES, outcome_definition
 from training.evaluation import DEFAULT_THRESHOLDS, Interval
 from training.external import (
     CURVE_KNOTS,
@@ -41,9 +41,6 @@ __all__ = [
     "render_report",
     "verdict",
 ]
-
-#: Outcome names as a clinician reads them.
-OUTCOME_TITLES = {"discontinuation": "Early discontinuation for toxicity", "dose_reduction": "Dose reduction"}
 
 #: Subgroup levels as a clinician reads them (others are shown as they are).
 LEVEL_NAMES = {

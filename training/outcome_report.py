@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from features.schema import OUTCOMES
+from features.schema import OUTCOME_TITLES, OUTCOMES
 from training.outcome_monitoring import Monitoring, OutcomeMonitoring, Window
 
-_NAMES = {"discontinuation": "Early discontinuation for toxicity", "dose_reduction": "Dose reduction"}
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;color:#222;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:0}h2{margin-top:1.6em;border-bottom:1px solid #ccc}
@@ -81,7 +80,7 @@ def report_html(result: Monitoring, sources: dict[str, object]) -> str:
 
 
 def _outcome_section(name: str, o: OutcomeMonitoring, xlabel: str) -> str:
-    title = f"{_NAMES.get(name, name)} ({OUTCOMES[name]})"
+    title = f"{OUTCOME_TITLES.get(name, name)} ({OUTCOMES[name]})"
     if not o.windows:
         return f"<h2>{escape(title)}</h2><p>No labelled lines yet: nothing to monitor.</p>"
     if o.suggestion is not None:
@@ -121,7 +120,8 @@ def _window_row(w: Window) -> str:
 
 def _counts_section(result: Monitoring) -> str:
     rows = "".join(
-        f"<tr><td class='l'>{escape(_NAMES.get(n, n))}</td><td>{o.rows.read:,}</td><td>{o.rows.used:,}</td>"
+        f"<tr><td class='l'>{escape(OUTCOME_TITLES.get(n, n))}</td>"
+        f"<td>{o.rows.read:,}</td><td>{o.rows.used:,}</td>"
         f"<td>{o.rows.unlabelled:,}</td><td>{o.rows.rejected:,}</td></tr>"
         for n, o in result.outcomes.items()
     )

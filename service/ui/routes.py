@@ -21,6 +21,7 @@ from features.schema import (
     COMORBIDITY_COLUMNS,
     COMORBIDITY_LABELS,
     OUTCOME_HORIZON,
+    OUTCOME_TITLES,
     OUTCOMES,
     RECORD_COLUMNS,
     REGIMEN_LABELS,
@@ -86,10 +87,6 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
 HINTS: dict[str, str] = {
     "patient_id": "Optional and pseudonymous; never logged. Do not enter names or record numbers.",
     "crcl_ml_min": "Cockcroft–Gault or eGFR.",
-}
-OUTCOME_LABELS: dict[str, str] = {
-    "discontinuation": "Early discontinuation for toxicity",
-    "dose_reduction": "Dose reduction during the line",
 }
 #: Labels of the explained fields that are not contract columns (SHAP groups).
 FEATURE_LABELS: dict[str, str] = {"renal_function": "Renal function", "comorbidities": "Comorbidities"}
@@ -232,7 +229,7 @@ def _percent(p: float) -> str:
 def outcome_definitions() -> str:
     """What each outcome means and over what time (the contract's outcome definitions and horizon)."""
     items = "".join(
-        f"<dt>{escape(OUTCOME_LABELS[o])}</dt><dd>{escape(outcome_definition(o))}</dd>" for o in OUTCOMES
+        f"<dt>{escape(OUTCOME_TITLES[o])}</dt><dd>{escape(outcome_definition(o))}</dd>" for o in OUTCOMES
     )
     return f'<dl class="definitions">{items}</dl><p class="hint horizon">{escape(OUTCOME_HORIZON)}</p>'
 
@@ -249,7 +246,7 @@ def risk_bands(settings: ServiceSettings) -> str:
             else f"default, for an average of {DEVELOPMENT_AVERAGE_RISK[outcome]:.0%}"
         )
         items.append(
-            f'<li data-outcome="{outcome}"><strong>{escape(OUTCOME_LABELS[outcome])}:</strong> '
+            f'<li data-outcome="{outcome}"><strong>{escape(OUTCOME_TITLES[outcome])}:</strong> '
             f"low below {low}, intermediate {low}–{high}, high from {high} ({source}); average risk in "
             f'the development data <span class="average-risk" data-outcome="{outcome}">…</span></li>'
         )
@@ -265,7 +262,7 @@ def page_config() -> dict[str, object]:
         "values": VALUE_LABELS,
         "regimens": REGIMEN_LABELS,
         "comorbidities": COMORBIDITY_LABELS,
-        "outcomes": {o: OUTCOME_LABELS.get(o, o) for o in OUTCOMES},
+        "outcomes": {o: OUTCOME_TITLES.get(o, o) for o in OUTCOMES},
     }
 
 
