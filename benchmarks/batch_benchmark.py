@@ -119,7 +119,7 @@ def naive_rows_per_second(predictor: Predictor, source: Path) -> tuple[str, floa
 def spark_rows_per_second(predictors: dict[str, Predictor], source: Path, folder: Path) -> dict[str, float]:
     """Spark engine rows/s per family with ``--explain none``, after a warm-up run on the first 20,000 rows
     (Python workers started, models loaded); the session's start is not counted."""
-    from service.batch.spark import score_file_spark, spark_session
+    from service.batch.spark import plan_dataset_run, score_dataset, spark_session
 
     warm_up = folder / "warm-up.parquet"
     pq.write_table(pq.ParquetFile(source).read_row_group(0).slice(0, 20_000), warm_up)
@@ -128,9 +128,9 @@ def spark_rows_per_second(predictors: dict[str, Predictor], source: Path, folder
         spark.sparkContext.setLogLevel("ERROR")
         for family, predictor in predictors.items():
             for name, path in (("warm-up", warm_up), ("timed", source)):
-                paths, table = prepare_run(path, folder / f"scored-spark-{family}-{name}.parquet")
+                run = plan_dataset_run(spark, str(path), str(folder / f"scored-spark-{family}-{name}"))
                 start = time.perf_counter()
-                counts = score_file_spark(spark, predictor, paths, table).counts
+                counts = score_dataset(spark, predictor, run).counts
                 speeds[family] = counts["read"] / (time.perf_counter() - start)
     return speeds
 

@@ -15,7 +15,6 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
@@ -84,23 +83,21 @@ def claim_outputs(paths: RunPaths) -> Iterator[None]:
     released by the kernel when the process ends, killed or not; a run that finds either lock held raises
     :class:`BatchPathError` (two runs publishing the same files would mix their manifests). Under the locks no
     other run is writing these files, so every temporary named after them is a killed run's and is removed:
-    ``.{name}.{32 hex digits}.tmp`` of the output, rejects and manifest (:class:`features.tableio.StagedFile`)
-    and the Spark engine's ``.{output name}.{32 hex digits}.parts`` folder; nothing else is touched. The lock
-    files are removed when the run ends.
+    ``.{name}.{32 hex digits}.tmp`` of the output, rejects and manifest
+    (:class:`features.tableio.StagedFile`); nothing else is touched. The lock files are removed when the
+    run ends.
     """
     with ExitStack() as stack:
         for path in (paths.output, paths.rejects):
-            stack.enter_context(_locked(path))
+            stack.enter_context(run_lock(path))
         for path in (paths.output, paths.rejects, paths.manifest):
             for stale in StagedFile.temporaries(path):
                 stale.unlink(missing_ok=True)
-        for stale in StagedFile.temporaries(paths.output, ".parts"):
-            shutil.rmtree(stale, ignore_errors=True)
         yield
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def run_lock(path: Path) -> Iterator[None]:
     """An exclusive ``flock`` on ``.{name}.lock`` beside ``path``, whose file is removed (still locked) at
     the end. A lock taken on a file its holder removed meanwhile is not the lock: it is taken on the new one.
     """
@@ -272,17 +269,22 @@ def _manifest(
         "output": {"path": os.path.relpath(paths.output, beside), "sha256": hashes[0]},
         "rejects": {"path": os.path.relpath(paths.rejects, beside), "sha256": hashes[1]},
         "counts": counts,
-        "models": {
-            outcome: {
-                "name": m.name,
-                "version": m.version,
-                "sha256": m.digest,
-                "family": m.model.family,
-                "small_development_sample": m.small_sample,
-                "has_interval": m.model.has_interval,
-            }
-            for outcome, m in predictor.models.items()
-        },
+        "models": models_manifest(predictor),
+    }
+
+
+def models_manifest(predictor: Predictor) -> dict[str, dict[str, Any]]:
+    """The manifest's account of the models that scored a run, per outcome."""
+    return {
+        outcome: {
+            "name": m.name,
+            "version": m.version,
+            "sha256": m.digest,
+            "family": m.model.family,
+            "small_development_sample": m.small_sample,
+            "has_interval": m.model.has_interval,
+        }
+        for outcome, m in predictor.models.items()
     }
 
 

@@ -27,7 +27,7 @@ from features.errors import FileFormatError
 from features.tableio import table_format
 from features.validate import check_table_columns
 from service.batch.numbering import RowNumbering
-from service.batch.score import REJECT_SCHEMA, Explain, score_schema
+from service.batch.score import IDENTITY_SCHEMA, REJECT_SCHEMA, Explain, score_schema
 
 BATCH_ROWS = 65_536  # Parquet rows per batch; CSV blocks hold about as many rows of ~128 bytes
 _HEADER_LIMIT = 1 << 20  # bytes; a first line longer than this is not a header
@@ -102,12 +102,19 @@ def open_input(path: Path, *, batch_rows: int = BATCH_ROWS) -> InputTable:
         raise FileFormatError(f"{path.name}: no such file") from err
     except OSError as err:
         raise FileFormatError(f"{path.name}: cannot be read ({type(err).__name__})") from err
+    check_input_columns(schema, path.name)
+    return InputTable(path, schema, rows, batch_rows)
+
+
+def check_input_columns(schema: pa.Schema, name: str, *, dataset: bool = False) -> None:
+    """Every contract column present once, and none of the columns scoring writes (with ``dataset``, the row
+    identity columns of a dataset's output too); raises :class:`FileFormatError` naming the file ``name``."""
     check_table_columns(schema.names)
     written = {name for mode in Explain for name in score_schema(mode, interval=True).names}
-    clashing = [name for name in schema.names if name in written]
+    written |= set(IDENTITY_SCHEMA.names) if dataset else set()
+    clashing = [column for column in schema.names if column in written]
     if clashing:
-        raise FileFormatError(f"{path.name}: already has columns that scoring writes: {', '.join(clashing)}")
-    return InputTable(path, schema, rows, batch_rows)
+        raise FileFormatError(f"{name}: already has columns that scoring writes: {', '.join(clashing)}")
 
 
 def parse_header(head: bytes, name: str) -> list[str]:

@@ -35,6 +35,9 @@ REJECT_SCHEMA = pa.schema(
         ("reason", pa.string()),
     ]
 )
+#: A dataset row's identity, in its output and its rejects: the input file (relative to the input folder)
+#: and the row's number in that file.
+IDENTITY_SCHEMA = pa.schema([("input_file", pa.string()), ("row_number", pa.int64())])
 _VALIDATED = (*RECORD_NAMES, *(c.name for c in OUTCOME_COLUMNS))  # outcomes are checked when present
 
 
@@ -67,6 +70,7 @@ class Scored:
     rejects: pa.RecordBatch
     rows: int  # rows of the chunk, scored or rejected
     rejected: int  # rows rejected (a row breaking three rules has three reject lines)
+    row_numbers: np.ndarray  # int64, the row number of each output row
 
 
 def score_chunk(
@@ -83,10 +87,11 @@ def score_chunk(
     )
     validation = validate_table(frame)
     errors = [replace(e, row_number=int(chunk.row_numbers[e.row_number - 1])) for e in validation.errors]
+    numbers = chunk.row_numbers
     if validation.rejected.size:
         keep = np.ones(batch.num_rows, dtype=bool)
         keep[validation.rejected] = False
-        batch = batch.filter(pa.array(keep))
+        batch, numbers = batch.filter(pa.array(keep)), numbers[keep]
     scores = score_columns(predictor, validation.clean, explain, interval=interval)
     lines = pa.concat_batches([reject_batch(errors), chunk.unsplit])
     lines = lines.take(np.argsort(lines.column(0).to_numpy(), kind="stable"))  # keeps column order
@@ -95,6 +100,7 @@ def score_chunk(
         rejects=lines,
         rows=chunk.batch.num_rows + chunk.unsplit.num_rows,
         rejected=int(validation.rejected.size) + chunk.unsplit.num_rows,
+        row_numbers=numbers,
     )
 
 

@@ -257,11 +257,11 @@ def test_batch_api_local_batch_scoring_pyfunc_and_card_give_the_apis_interval(
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_the_spark_engine_gives_the_apis_interval(served, spark, lenrisk, tmp_path):  # noqa: F811
     pq.write_table(pa.Table.from_pandas(_batch_lines(served), preserve_index=False), tmp_path / "in.parquet")
-    args = ["--input", tmp_path / "in.parquet", "--output", tmp_path / "out.parquet"]
+    args = ["--input", tmp_path / "in.parquet", "--output", tmp_path / "out"]
     result = lenrisk(*args, "--interval", "--engine", "spark")
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "out.parquet.manifest.json").read_text())["engine"] == "spark"
-    got = _file_bounds(tmp_path / "out.parquet")
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["engine"] == "spark"
+    got = _file_bounds(tmp_path / "out" / "scored")
     _assert_same("lenrisk score --interval --engine spark", got, served["reference"])
 
 

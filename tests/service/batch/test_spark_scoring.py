@@ -1,5 +1,6 @@
-"""The Spark engine (pyspark, local[2]) scores a file exactly as the local engine does: same rows, same
-scores, same rejects with the same row numbers, across several partitions and Arrow batches."""
+"""The Spark engine (pyspark, local[2]) scores a dataset of parts exactly as the local engine scores each
+part: same rows, scores and explanations, same rejects with the same row identity (part, row number), across
+several partitions and Arrow batches; it publishes the datasets and the manifest last, or nothing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pv
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -23,11 +23,10 @@ from features.errors import FileFormatError
 from features.schema import OUTCOMES, RECORD_NAMES
 from features.validate import validate_table
 from service.batch.local import prepare_run, score_file
-from service.batch.publish import sha256_file
+from service.batch.publish import BatchPathError, sha256_file
 from service.batch.score import Explain
-from service.batch.spark import score_file_spark
+from service.batch.spark import plan_dataset_run, score_dataset
 from tests.helpers import same_scores
-from tests.service.batch.test_batch import manifest_paths_follow_the_rule
 from training.cohort.generate import generate_cohort
 
 N = 300
@@ -78,57 +77,150 @@ def bad_csv() -> bytes:
     return b"\xef\xbb\xbf" + "\r\n".join(lines).encode()
 
 
-def score_both(spark, predictor, source, tmp_path, suffix, explain, **options):
-    """Score ``source`` with each engine; return both manifests."""
-    manifests = {}
-    for engine in ("local", "spark"):
-        paths, table = prepare_run(source, tmp_path / f"{engine}{suffix}")
-        if engine == "local":
-            manifests[engine] = score_file(predictor, paths, table, explain=explain, **options).manifest
-        else:
-            manifests[engine] = score_file_spark(
-                spark, predictor, paths, table, explain=explain, **options
-            ).manifest
-    return manifests
+def local_reference(predictor, root: Path, parts: list[Path], folder: Path, explain, **options):
+    """The local engine's output and rejects of each part, with the dataset's identity columns added (the
+    scored rows' numbers are those not rejected), concatenated in part order; and the summed counts."""
+    folder.mkdir()
+    outputs, rejects, counts = [], [], {}
+    for k, part in enumerate(parts):
+        name = part.relative_to(root).as_posix()
+        paths, table = prepare_run(part, folder / f"{k}.parquet", folder / f"{k}.rejects.parquet")
+        summary = score_file(predictor, paths, table, explain=explain, **options)
+        output, rejected = pq.read_table(paths.output), pq.read_table(paths.rejects)
+        dropped = set(rejected["row_number"].to_pylist())
+        numbers = [r for r in range(1, summary.counts["read"] + 1) if r not in dropped]
+        files = pa.array([name] * output.num_rows, pa.string())
+        outputs.append(
+            output.append_column("input_file", files).append_column(
+                "row_number", pa.array(numbers, pa.int64())
+            )
+        )
+        rejects.append(
+            rejected.add_column(0, "input_file", pa.array([name] * rejected.num_rows, pa.string()))
+        )
+        counts = {key: counts.get(key, 0) + value for key, value in summary.counts.items()}
+    return pa.concat_tables(outputs), pa.concat_tables(rejects), counts
 
 
-def test_csv_scores_and_rejects_match_the_local_engine(spark, predictor, bad_csv, tmp_path):
-    source = tmp_path / "lines.csv"
-    source.write_bytes(bad_csv)
-    assert spark.read.text(source.as_uri()).rdd.getNumPartitions() > 1
-    manifests = score_both(spark, predictor, source, tmp_path, ".csv", Explain.TOP3)
-
-    local, on_spark = pv.read_csv(tmp_path / "local.csv"), pv.read_csv(tmp_path / "spark.csv")
-    same_scores(local, on_spark)
-    assert sha256_file(tmp_path / "local.rejects.csv") == sha256_file(tmp_path / "spark.rejects.csv")
-    rejects = pv.read_csv(tmp_path / "spark.rejects.csv").to_pandas()
-    assert sorted(set(rejects.row_number)) == [3, 77, 120, 150, 200, 250, 290, N]
-    assert manifests["spark"]["counts"] == manifests["local"]["counts"]
-    assert manifests["spark"]["counts"]["read"] == N and manifests["spark"]["counts"]["scored"] == N - 8
-    assert manifests["spark"]["engine"] == "spark"
-    assert manifests["spark"]["models"] == manifests["local"]["models"]
-    for engine in ("local", "spark"):
-        assert manifest_paths_follow_the_rule(tmp_path / f"{engine}.csv.manifest.json") == {
-            "input": "lines.csv",
-            "output": f"{engine}.csv",
-            "rejects": f"{engine}.rejects.csv",
-        }
+def read_dataset(folder: Path, order=("input_file", "row_number")) -> pa.Table:
+    """A published dataset's parts as one table, sorted by row identity (stable: a row's reject lines keep
+    their order; partition columns last)."""
+    table = pq.read_table(folder)
+    return table.sort_by([(name, "ascending") for name in order]) if table.num_rows else table
 
 
-def test_parquet_scores_match_the_local_engine_with_input_types_kept(spark, predictor, tmp_path):
+def with_local_types(on_spark: pa.Table, local: pa.Table) -> pa.Table:
+    """The Spark output in the local output's types, which may differ only in string width: Spark writes
+    pandas' ``large_string`` columns as Parquet strings, which read back as ``string``."""
+    wide = {pa.large_string(): pa.string()}
+    assert on_spark.column_names == local.column_names
+    for here, there in zip(local.schema, on_spark.schema, strict=True):
+        assert wide.get(here.type, here.type) == wide.get(there.type, there.type), here.name
+    return on_spark.cast(local.schema)
+
+
+def run_spark(spark, predictor, source, output, **options):
+    return score_dataset(
+        spark,
+        predictor,
+        plan_dataset_run(spark, str(source), str(output), partition_by=options.pop("partition_by", ())),
+        **options,
+    )
+
+
+def assert_manifest_describes_the_files(output: Path, manifest: dict) -> None:
+    """Every part on disk is listed once, with its rows and SHA-256; the counts reconcile."""
+    for name in ("output", "rejects"):
+        listed = {part["path"]: part for part in manifest[name]["parts"]}
+        folder = output / manifest[name]["path"]
+        on_disk = {p.relative_to(output).as_posix() for p in folder.rglob("*.parquet")}
+        assert set(listed) == on_disk
+        for path, part in listed.items():
+            assert part["sha256"] == sha256_file(output / path)
+            assert part["rows"] == pq.read_metadata(output / path).num_rows
+    counts = manifest["counts"]
+    assert counts["read"] == counts["scored"] + counts["rejected"]
+    assert counts["scored"] == sum(p["rows"] for p in manifest["output"]["parts"])
+    assert counts["reject_lines"] == sum(p["rows"] for p in manifest["rejects"]["parts"])
+    assert counts["read"] == sum(p["rows"] for p in manifest["input"]["parts"])
+    assert (output / "_SUCCESS").read_text().strip() == sha256_file(output / "manifest.json")
+
+
+def test_a_csv_dataset_scores_and_rejects_as_the_local_engine_scores_each_part(
+    spark, predictor, bad_csv, tmp_path
+):
+    root = tmp_path / "in"
+    (root / "2026").mkdir(parents=True)
+    (root / "a lines.csv").write_bytes(bad_csv)
+    clean = generate_cohort(120, seed=24)[list(RECORD_NAMES)].assign(note="c")  # bad_csv's columns
+    clean.to_csv(root / "2026" / "b.csv", index=False)
+    clean.head(0).to_csv(root / "2026" / "c.csv", index=False)  # a header and no row
+    (root / "_SUCCESS").write_text("")  # hidden: not a part
+    (root / "2026" / ".b.csv.crc").write_text("")
+    parts = [root / "2026" / "b.csv", root / "2026" / "c.csv", root / "a lines.csv"]  # sorted by path
+    assert spark.read.text(str(root / "a lines.csv")).rdd.getNumPartitions() > 1
+
+    summary = run_spark(spark, predictor, root, tmp_path / "out", explain=Explain.TOP3)
+    output, rejects, counts = local_reference(predictor, root, parts, tmp_path / "local", Explain.TOP3)
+
+    same_scores(output, read_dataset(tmp_path / "out" / "scored"))
+    same_scores(rejects, read_dataset(tmp_path / "out" / "rejects"))
+    assert summary.counts == counts
+    assert counts == {"read": N + 120, "scored": N + 120 - 8, "rejected": 8, "reject_lines": 35}
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest == json.loads(
+        json.dumps({"lenrisk_version": manifest["lenrisk_version"], **summary.manifest})
+    )
+    assert [p["path"] for p in manifest["input"]["parts"]] == ["2026/b.csv", "2026/c.csv", "a lines.csv"]
+    assert [p["rows"] for p in manifest["input"]["parts"]] == [120, 0, N]
+    assert manifest["engine"] == "spark" and manifest["models"]["discontinuation"]["version"] == "1"
+    assert_manifest_describes_the_files(tmp_path / "out", manifest)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.endswith(".crc")) == [
+        "_SUCCESS",
+        "manifest.json",
+        "rejects",
+        "scored",
+    ]
+
+
+def test_a_parquet_glob_partitioned_by_setting_keeps_the_input_types(spark, predictor, tmp_path):
     frame = generate_cohort(N, seed=22)
     frame["visit"] = pd.array(np.arange(N), dtype="int32")
     frame.loc[[10, 260], "sex"] = "Male"
-    pq.write_table(
-        pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "lines.parquet", row_group_size=60
-    )
-    manifests = score_both(spark, predictor, tmp_path / "lines.parquet", tmp_path, ".parquet", Explain.ALL)
+    root = tmp_path / "in"
+    root.mkdir()
+    for k, rows in enumerate((frame.iloc[:100], frame.iloc[100:])):
+        table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
+        pq.write_table(table, root / f"part-{k}.parquet", row_group_size=60)
+    (root / "notes.txt").write_text("not matched by the glob")
 
-    local, on_spark = pq.read_table(tmp_path / "local.parquet"), pq.read_table(tmp_path / "spark.parquet")
+    summary = run_spark(
+        spark,
+        predictor,
+        root / "part-*.parquet",
+        tmp_path / "out",
+        explain=Explain.ALL,
+        partition_by=("setting",),
+    )
+    parts = [root / "part-0.parquet", root / "part-1.parquet"]
+    output, rejects, counts = local_reference(predictor, root, parts, tmp_path / "local", Explain.ALL)
+
+    scored = tmp_path / "out" / "scored"
+    assert {p.name for p in scored.iterdir() if p.is_dir()} == {
+        f"setting={s}" for s in set(output["setting"].to_pylist())
+    }
+    on_spark = read_dataset(scored)
+    setting, expected = on_spark["setting"].cast(pa.string()), output["setting"].cast(pa.string())
+    output, on_spark = output.drop_columns("setting"), on_spark.drop_columns("setting")
     assert on_spark.schema.field("visit").type == pa.int32()
-    same_scores(local, on_spark)
-    assert sha256_file(tmp_path / "local.rejects.csv") == sha256_file(tmp_path / "spark.rejects.csv")
-    assert manifests["spark"]["counts"] == {"read": N, "scored": N - 2, "rejected": 2, "reject_lines": 2}
+    same_scores(output, with_local_types(on_spark, output))
+    assert setting.equals(expected)
+    same_scores(rejects, read_dataset(tmp_path / "out" / "rejects"))
+    assert summary.counts == counts == {"read": N, "scored": N - 2, "rejected": 2, "reject_lines": 2}
+    assert summary.manifest["output"]["partition_by"] == ["setting"]
+    assert_manifest_describes_the_files(
+        tmp_path / "out", json.loads((tmp_path / "out" / "manifest.json").read_text())
+    )
 
 
 def test_spark_gives_the_local_engines_intervals(spark, predictor, registry, tmp_path):
@@ -137,18 +229,18 @@ def test_spark_gives_the_local_engines_intervals(spark, predictor, registry, tmp
     top = registry["result"].outcomes["discontinuation"].model.encoder.ranges_["age"]["max"]
     frame.loc[[4, 270], "age"] = top + 2
     frame.loc[[130, 299], "setting"] = "maintenance"
-    pq.write_table(
-        pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "lines.parquet", row_group_size=60
-    )
-    manifests = score_both(
-        spark, predictor, tmp_path / "lines.parquet", tmp_path, ".parquet", Explain.NONE, interval=True
+    (tmp_path / "in").mkdir()
+    source = tmp_path / "in" / "lines.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), source, row_group_size=60)
+    summary = run_spark(spark, predictor, source, tmp_path / "out", interval=True)
+    local, _, _ = local_reference(
+        predictor, source.parent, [source], tmp_path / "local", Explain.NONE, interval=True
     )
 
-    local, on_spark = pq.read_table(tmp_path / "local.parquet"), pq.read_table(tmp_path / "spark.parquet")
-    assert local.schema == on_spark.schema
+    on_spark = with_local_types(read_dataset(tmp_path / "out" / "scored"), local)
     bounds = [f"{o}_{b}" for o in OUTCOMES for b in ("lower", "upper")]
     same_scores(local.drop_columns(bounds), on_spark.drop_columns(bounds))
-    assert manifests["spark"]["interval"] == manifests["local"]["interval"] == 0.95
+    assert summary.manifest["interval"] == 0.95
     clean = validate_table(frame).clean
     for o in OUTCOMES:
         lower, upper = registry["result"].outcomes[o].model.interval(clean)
@@ -163,15 +255,86 @@ def test_spark_gives_the_local_engines_intervals(spark, predictor, registry, tmp
             np.testing.assert_allclose(there, kernel, rtol=1e-12, atol=0)
 
 
-def test_a_whole_file_problem_on_an_executor_stops_the_run_before_any_output(
-    spark, predictor, bad_csv, tmp_path
-):
-    source = tmp_path / "lines.csv"
-    source.write_bytes(bad_csv[:-3000] + b"\xe9" + bad_csv[-3000:])
-    paths, table = prepare_run(source, tmp_path / "out.csv")
+def test_a_whole_part_problem_on_an_executor_publishes_nothing(spark, predictor, bad_csv, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "lines.csv").write_bytes(bad_csv[:-3000] + b"\xe9" + bad_csv[-3000:])
     with pytest.raises(FileFormatError, match=r"^lines.csv: cannot be read as CSV \(not UTF-8 text\)$"):
-        score_file_spark(spark, predictor, paths, table)
-    assert [p.name for p in tmp_path.iterdir()] == ["lines.csv"]
+        run_spark(spark, predictor, tmp_path / "in", tmp_path / "out")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []
+
+
+def test_a_rerun_replaces_the_published_run_and_removes_a_killed_runs_leftovers(spark, predictor, tmp_path):
+    (tmp_path / "in").mkdir()
+    generate_cohort(150, seed=25)[list(RECORD_NAMES)].to_csv(tmp_path / "in" / "lines.csv", index=False)
+    out = tmp_path / "out"
+    first = run_spark(spark, predictor, tmp_path / "in", out)
+    rows = read_dataset(out / "scored")
+    killed = out / ".lenrisk-run-0123456789abcdef0123456789abcdef"  # as a killed driver leaves it
+    (killed / "scored").mkdir(parents=True)
+    (killed / "scored" / "part-0.parquet").write_text("half")
+
+    second = run_spark(spark, predictor, tmp_path / "in", out)
+    assert second.counts == first.counts
+    same_scores(rows, read_dataset(out / "scored"))  # the same content
+    assert not killed.exists()
+    assert_manifest_describes_the_files(out, json.loads((out / "manifest.json").read_text()))
+
+    (out / "_SUCCESS").unlink()  # a run killed while publishing: unmarked datasets
+    (tmp_path / "in" / "lines.csv").write_text("not,the,contract\n")
+    with pytest.raises(FileFormatError):
+        run_spark(spark, predictor, tmp_path / "in", out)  # refused before any change to the folder
+    assert (out / "scored").exists()
+    (tmp_path / "in" / "lines.csv").unlink()
+    generate_cohort(40, seed=26)[list(RECORD_NAMES)].to_csv(tmp_path / "in" / "lines.csv", index=False)
+    assert run_spark(spark, predictor, tmp_path / "in", out).counts["read"] == 40
+    assert read_dataset(out / "scored").num_rows == 40
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        (
+            {"a.csv": "x", "b.parquet": "x"},
+            r"/in: the parts must all be .csv or all .parquet \(found .csv, .parquet\)$",
+        ),
+        ({"a.csv": "x", "b.txt": "x"}, r"/in: the parts must all be .csv or all .parquet"),
+        ({"_a.csv": "x"}, r"/in: no .csv or .parquet file there$"),
+        ({"a.csv": "HEADER", "b.csv": "patient_id\n"}, r"^b.csv: its columns differ from those of a.csv$"),
+        ({"a.parquet": "not parquet"}, r"^a.parquet: cannot be read as Parquet \(malformed Parquet\)$"),
+        ({"a.csv": "patient_id,age\n1,2\n"}, r"missing"),
+    ],
+)
+def test_input_parts_are_checked_before_anything_runs(spark, tmp_path, layout, message):
+    root = tmp_path / "in"
+    root.mkdir()
+    header = ",".join(RECORD_NAMES) + "\n"
+    for name, text in layout.items():
+        (root / name).write_text(header if text == "HEADER" else text)
+    with pytest.raises(FileFormatError, match=message):
+        plan_dataset_run(spark, str(root), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_folders_that_cannot_be_used_are_refused(spark, tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    generate_cohort(5, seed=1)[list(RECORD_NAMES)].to_csv(root / "a.csv", index=False)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep")
+    for output, message in (
+        (root / "out", r"^out: the output folder must be outside the input, and not hold any of it$"),
+        (tmp_path, r"must be outside the input, and not hold any of it"),
+        (tmp_path / "notes", r"^notes: the folder holds other files than a lenrisk run's \(mine.txt\)"),
+        (tmp_path / "missing" / "out", r"^out: the folder .*/missing does not exist$"),
+        (root / "a.csv", r"must be outside"),
+    ):
+        with pytest.raises(BatchPathError, match=message):
+            plan_dataset_run(spark, str(root), str(output))
+    with pytest.raises(BatchPathError, match=r"^cannot partition by regimen: only by setting$"):
+        plan_dataset_run(spark, str(root), str(tmp_path / "out"), partition_by=("regimen",))
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"
+    beside = plan_dataset_run(spark, str(root / "a.csv"), str(root / "out"))  # a file's folder is not input
+    assert beside.output.root == f"file:{root}/out" and not (root / "out").exists()
 
 
 def test_cli_runs_the_spark_engine_in_the_active_session(spark, registry, bad_csv, tmp_path, monkeypatch):
@@ -184,12 +347,17 @@ def test_cli_runs_the_spark_engine_in_the_active_session(spark, registry, bad_cs
     monkeypatch.setenv("LENRISK_MLRUNS_DIR", str(registry["root"]))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "lines.csv").write_bytes(bad_csv)
-    args = ["score", "--input", tmp_path / "lines.csv", "--output", tmp_path / "out.csv", "--engine", "spark"]
+    args = ["score", "--input", tmp_path / "lines.csv", "--output", tmp_path / "out", "--engine", "spark"]
     result = CliRunner().invoke(cli.app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     assert f"{N} rows read = {N - 8} scored + 8 rejected" in result.output
-    assert json.loads((tmp_path / "out.csv.manifest.json").read_text())["engine"] == "spark"
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["engine"] == "spark"
     assert not spark.sparkContext._jsc.sc().isStopped()  # the CLI leaves a session it did not create running
+    for extra, message in (
+        (["--rejects", str(tmp_path / "r.csv")], "with --engine spark the rejects are the dataset"),
+    ):
+        result = CliRunner().invoke(cli.app, [str(a) for a in args] + extra)
+        assert result.exit_code == 2 and message in result.output
 
 
 def test_the_registered_model_runs_as_a_spark_udf_on_a_plain_csv(spark, registry, cohort, tmp_path):
@@ -230,13 +398,13 @@ def test_cli_spark_engine_under_quiet_prints_only_the_result(registry, bad_csv, 
         "MLFLOW_TRACKING_URI": "",
     }
     lenrisk = Path(sys.executable).with_name("lenrisk")
-    args = ["score", "--input", "lines.csv", "--output", "out.csv", "--engine", "spark", "--quiet"]
+    args = ["score", "--input", "lines.csv", "--output", "out", "--engine", "spark", "--quiet"]
     result = subprocess.run(
         [lenrisk, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
     assert set(result.stderr.splitlines()) <= {"WARNING: Using incubator modules: jdk.incubator.vector"}
-    manifest = tmp_path / "out.csv.manifest.json"
+    manifest = f"file:{tmp_path}/out/manifest.json"
     assert result.stdout.splitlines() == [
         f"{N} rows read = {N - 8} scored + 8 rejected (35 reject lines); manifest {manifest}"
     ]
