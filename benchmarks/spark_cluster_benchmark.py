@@ -1,0 +1,365 @@
+"""Scoring on a local Spark standalone cluster, side by side in one run with the local engine.
+
+    .venv/bin/python benchmarks/spark_cluster_benchmark.py [--rows 1000000] [--files 8] [--no-driver-cost]
+
+1. Trains both outcome models on 2,000 synthetic lines (the tests' recipe: one cross-validation repeat, 20
+   bootstrap resamples) and registers them, as ``lenrisk train`` does (models from code,
+   ``features/model/pyfunc.py``), in a temporary SQLite MLflow store; both become ``champion``.
+2. Writes ``--rows`` synthetic lines (``generate_cohort``, the training settings) as a Parquet dataset of
+   ``--files`` files, and the same rows as one Parquet file for the local engine.
+3. Engines (:data:`ENGINES`), each timed on the same rows, rows/s and ratio to the local engine:
+   - local engine: ``service.batch.local.prepare_run`` + ``score_file`` (``--explain none``), read to
+     published manifest, one file;
+   - ``mlflow.pyfunc.spark_udf(spark, "models:/<name>@champion", env_manager="local")`` of both outcomes
+     (two UDF columns, result ``probability double``) on a standalone cluster of 1 and of 2 workers (1 core,
+     1 GiB each; ``tests/spark_cluster.py``), prediction only, forced by a write to Spark's ``noop`` sink;
+     session start, executor registration, the UDFs' creation (the driver reads the registry) and a
+     warm-up job with the same UDFs on a sample of every file (Python workers started, models loaded) are
+     not timed. The executors get ``MLFLOW_TRACKING_URI`` pointing nowhere: only the driver reads the
+     registry.
+4. Driver cost: peak RSS (``VmHWM``) and CPU seconds (``utime + stime``) of the driver's process tree (the
+   Python driver and its JVM) for the ``spark_udf`` run on 2 workers over ``--rows`` and 4 x ``--rows``
+   lines (the same files hard-linked four times), each in a fresh process sampled from ``/proc`` every
+   0.1 s; session start included (the same for both sizes), no warm-up. "seconds (job)" is the job alone.
+
+Prints markdown tables. Compare within one run only: this machine is shared and its timings move 20-30%
+between runs. ``--rows 20000`` checks that it works in a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from features.schema import RECORD_NAMES  # noqa: E402
+from tests.spark_cluster import standalone_cluster, wait_for_executors  # noqa: E402
+from training.cohort.generate import generate_cohort  # noqa: E402
+
+SETTINGS = ("relapsed_refractory", "newly_diagnosed")  # the training cohort's (as tests/conftest.py)
+TRAINING_ROWS = 2000
+CHUNK_ROWS = 250_000  # generation chunk
+NOWHERE = "http://127.0.0.1:9/no-registry-on-executors"
+WARM_UP_ROWS = 5000
+SAMPLE_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every engine measurement gets: the same rows as a dataset folder and as one file."""
+
+    rows: int
+    dataset: Path  # folder of Parquet files (Spark engines)
+    single: Path  # the same rows in one Parquet file (local engine)
+    registry: Path  # the MLflow store's folder (LENRISK_MLRUNS_DIR)
+    tracking_uri: str
+    folder: Path  # scratch space
+
+
+# ------------------------------------------------------------------------------------------------ set-up
+
+
+def train_and_register(root: Path) -> str:
+    """Both models trained on the tests' small cohort and registered in a SQLite store under ``root``;
+    returns its tracking URI."""
+    from features.model.registry import RegistrySettings
+    from features.validate import validate_table
+    from training.card import SyntheticSource
+    from training.pipeline import train
+    from training.registry import log_and_register
+
+    source = SyntheticSource(n=TRAINING_ROWS, seed=11, settings=SETTINGS)
+    frame = validate_table(generate_cohort(source.n, source.seed, source.settings), require_outcomes=True)
+    trained = train(frame.raise_on_errors(), seed=11, source=source.label(), n_repeats=1, n_boot=20)
+    settings = RegistrySettings(mlruns_dir=root, mlflow_tracking_uri=None)
+    versions = log_and_register(trained, settings, synthetic=source)
+    assert all("champion" in v.aliases for v in versions), versions
+    return settings.tracking_uri
+
+
+def write_rows(folder: Path, single: Path, rows: int, files: int) -> None:
+    """``rows`` contract lines (no outcomes) as ``files`` Parquet files in ``folder``, and as ``single``."""
+    folder.mkdir()
+    per_file = -(-rows // files)
+    writer = None
+    for i, start in enumerate(range(0, rows, per_file)):
+        chunks = []
+        for offset in range(start, min(start + per_file, rows), CHUNK_ROWS):
+            n = min(CHUNK_ROWS, start + per_file - offset, rows - offset)
+            chunks.append(generate_cohort(n, seed=1000 + offset // CHUNK_ROWS + i * 7919, settings=SETTINGS))
+        tables = [pa.Table.from_pandas(c[list(RECORD_NAMES)], preserve_index=False) for c in chunks]
+        table = pa.concat_tables(tables).replace_schema_metadata(None)
+        pq.write_table(table, folder / f"part-{i:05d}.parquet", row_group_size=65_536)
+        writer = writer or pq.ParquetWriter(single, table.schema)
+        writer.write_table(table, row_group_size=65_536)
+    writer.close()
+
+
+def hard_linked(dataset: Path, target: Path, times: int) -> Path:
+    """A folder holding every file of ``dataset`` ``times`` times (hard links: no copy)."""
+    target.mkdir()
+    for k in range(times):
+        for path in sorted(dataset.glob("*.parquet")):
+            os.link(path, target / f"{k}-{path.name}")
+    return target
+
+
+# ------------------------------------------------------------------------------------------------ engines
+
+
+def local_engine_rows_per_second(bench: Bench) -> float:
+    """``lenrisk score`` local engine, ``--explain none``: read, validate, score, write, publish."""
+    from service.batch.local import prepare_run, score_file
+    from service.model_store import load_predictor
+    from service.settings import ServiceSettings
+
+    predictor = load_predictor(
+        ServiceSettings(mlruns_dir=bench.registry, mlflow_tracking_uri=bench.tracking_uri)
+    )
+    paths, table = prepare_run(bench.single, bench.folder / "local-scored.parquet")
+    start = time.perf_counter()
+    counts = score_file(predictor, paths, table).counts
+    elapsed = time.perf_counter() - start
+    (bench.folder / "local-scored.parquet").unlink()
+    assert counts["read"] == bench.rows, counts
+    return counts["read"] / elapsed
+
+
+@contextlib.contextmanager
+def cluster_session(workers: int) -> Iterator:
+    """A standalone cluster of ``workers`` workers (1 core, 1 GiB) and a driver session on it, every
+    executor registered; the executors see no registry."""
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    with standalone_cluster(workers=workers, env={"MLFLOW_TRACKING_URI": NOWHERE}) as cluster:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+            spark = (
+                SparkSession.builder.master(cluster.url)
+                .appName("lenrisk-cluster-benchmark")
+                .config(map=cluster.session_conf())
+                .getOrCreate()
+            )
+        try:
+            spark.sparkContext.setLogLevel("ERROR")
+            wait_for_executors(spark, workers)
+            yield spark
+        finally:
+            spark.stop()
+
+
+def champion_udfs(spark, tracking_uri: str) -> dict:
+    """``spark_udf`` of each outcome's champion (the registry read here, on the driver only)."""
+    import mlflow
+
+    from service.settings import ServiceSettings
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return {
+        outcome: mlflow.pyfunc.spark_udf(
+            spark, f"models:/{name}@champion", result_type="probability double", env_manager="local"
+        )
+        for outcome, name in ServiceSettings(mlflow_tracking_uri=tracking_uri).model_names.items()
+    }
+
+
+def with_risks(frame, udfs: dict):
+    """``frame`` with one UDF column per outcome over the contract columns."""
+    from pyspark.sql import functions as sf
+
+    columns = [sf.col(name) for name in RECORD_NAMES]
+    for outcome, udf in udfs.items():
+        frame = frame.withColumn(f"risk_{outcome}", udf(*columns))
+    return frame
+
+
+def noop_write(frame) -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+        frame.write.format("noop").mode("overwrite").save()
+
+
+def spark_udf_rows_per_second(bench: Bench, workers: int) -> float:
+    """``mlflow.pyfunc.spark_udf`` of both champions on a ``workers``-worker standalone cluster, after a
+    warm-up job on a sample of every file with the same UDFs (MLflow caches a loaded model per Python
+    worker and per ``spark_udf`` call: a new call would load the models again in every Python worker)."""
+    with cluster_session(workers) as spark:
+        udfs = champion_udfs(spark, bench.tracking_uri)
+        frame = spark.read.parquet(bench.dataset.as_uri())
+        noop_write(with_risks(frame.sample(fraction=min(1.0, WARM_UP_ROWS / bench.rows), seed=0), udfs))
+        start = time.perf_counter()
+        noop_write(with_risks(frame, udfs))
+        elapsed = time.perf_counter() - start
+    return bench.rows / elapsed
+
+
+#: Engine name -> rows/s on the bench's rows. The local engine first: the others are compared with it.
+#: ``lenrisk_engine_rows_per_second`` (``lenrisk score --engine spark --spark-master URL --input DIR
+#: --output DIR`` on a cluster of 1 and of 2 workers) is added here after the Spark engine's rewrite.
+ENGINES: dict[str, Callable[[Bench], float]] = {
+    "local engine (one process)": local_engine_rows_per_second,
+    "spark_udf, 1 worker x 1 core": functools.partial(spark_udf_rows_per_second, workers=1),
+    "spark_udf, 2 workers x 1 core": functools.partial(spark_udf_rows_per_second, workers=2),
+}
+
+
+# ------------------------------------------------------------------------------------------- driver cost
+
+
+def _proc_tree(pid: int) -> list[int]:
+    from tests.spark_cluster import descendants
+
+    return [pid, *descendants(pid)]
+
+
+def _sample(pid: int) -> tuple[str, int, float] | None:
+    """(command name, VmHWM KiB, CPU seconds) of ``pid`` now, or None when gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return stat[stat.index("(") + 1 : stat.rindex(")")], hwm, cpu
+
+
+def driver_cost(command: list[str], env: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """Run ``command``; per process of its tree (by command name): peak RSS (MiB) and CPU seconds, sampled
+    from ``/proc`` every 0.1 s until it exits (the last 0.1 s of a process's CPU may be missed)."""
+    seen: dict[int, tuple[str, int, float]] = {}
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as process:
+        while process.poll() is None:
+            for pid in _proc_tree(process.pid):
+                sample = _sample(pid)
+                if sample is not None:
+                    name, hwm, cpu = sample
+                    seen[pid] = (name, max(hwm, seen.get(pid, (name, 0, 0.0))[1]), cpu)
+            time.sleep(SAMPLE_SECONDS)
+        output = process.stdout.read()
+    if process.returncode != 0:
+        raise RuntimeError(f"{command} exited with {process.returncode}")
+    cost: dict[str, dict[str, float]] = {}
+    for name, hwm, cpu in seen.values():
+        entry = cost.setdefault(name, {"processes": 0, "peak_rss_mib": 0.0, "cpu_s": 0.0})
+        entry["processes"] += 1
+        entry["peak_rss_mib"] = max(entry["peak_rss_mib"], hwm / 1024)
+        entry["cpu_s"] += cpu
+    cost["_result"] = json.loads(output.splitlines()[-1])
+    return cost
+
+
+def spark_udf_driver(url: str, tracking_uri: str, dataset: Path, rows: int) -> None:
+    """The child of :func:`driver_cost`: ``spark_udf`` over ``dataset`` on the running cluster at ``url``."""
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    conf = json.loads(os.environ["LENRISK_BENCH_SPARK_CONF"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+        spark = SparkSession.builder.master(url).config(map=conf).getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    wait_for_executors(spark, int(conf["spark.cores.max"]))
+    udfs = champion_udfs(spark, tracking_uri)
+    start = time.perf_counter()
+    noop_write(with_risks(spark.read.parquet(dataset.as_uri()), udfs))
+    elapsed = time.perf_counter() - start
+    spark.stop()
+    print(json.dumps({"rows": rows, "seconds": elapsed}))
+
+
+def driver_costs(bench: Bench, times: tuple[int, ...] = (1, 4)) -> dict[int, dict]:
+    """Driver cost of ``spark_udf`` on 2 workers over ``times`` x the rows, each size in a fresh process."""
+    costs = {}
+    with standalone_cluster(workers=2, env={"MLFLOW_TRACKING_URI": NOWHERE}) as cluster:
+        env = {**os.environ, "LENRISK_BENCH_SPARK_CONF": json.dumps(cluster.session_conf())}
+        for k in times:
+            dataset = bench.dataset if k == 1 else hard_linked(bench.dataset, bench.folder / f"x{k}", k)
+            rows = k * bench.rows
+            command = [
+                sys.executable,
+                __file__,
+                "--driver-child",
+                cluster.url,
+                bench.tracking_uri,
+                str(dataset),
+            ]
+            costs[rows] = driver_cost([*command, str(rows)], env)
+    return costs
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def print_speeds(rows: int, speeds: dict[str, float]) -> None:
+    local = next(iter(speeds.values()))
+    print(f"\n{rows:,} rows, Parquet; prediction of both outcomes, no explanation; rows/s\n")
+    print("| engine | rows/s | / local engine |\n|---|---|---|")
+    for name, speed in speeds.items():
+        print(f"| {name} | {speed:,.0f} | {speed / local:.2f}x |")
+
+
+def print_costs(costs: dict[int, dict]) -> None:
+    print("\nDriver of spark_udf on 2 workers: its process tree, session start included\n")
+    print("| rows | seconds (job) | process | peak RSS MiB | CPU s |\n|---|---|---|---|---|")
+    for rows, cost in costs.items():
+        result = cost.pop("_result")
+        for name, entry in sorted(cost.items()):
+            print(
+                f"| {rows:,} | {result['seconds']:.1f} | {name} ({entry['processes']:.0f}) "
+                f"| {entry['peak_rss_mib']:,.0f} | {entry['cpu_s']:.1f} |"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--files", type=int, default=8, help="Parquet files of the Spark engines' dataset")
+    parser.add_argument("--no-driver-cost", action="store_true")
+    parser.add_argument("--driver-child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.driver_child:
+        url, uri, dataset, rows = args.driver_child
+        spark_udf_driver(url, uri, Path(dataset), int(rows))
+        return
+
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    with tempfile.TemporaryDirectory(prefix="lenrisk-cluster-bench-") as tmp:
+        folder = Path(tmp)
+        print(f"training and registering on {TRAINING_ROWS} lines ...", file=sys.stderr)
+        tracking_uri = train_and_register(folder / "mlruns")
+        print(f"generating {args.rows:,} lines ...", file=sys.stderr)
+        write_rows(folder / "dataset", folder / "single.parquet", args.rows, args.files)
+        bench = Bench(
+            args.rows, folder / "dataset", folder / "single.parquet", folder / "mlruns", tracking_uri, folder
+        )
+        speeds = {}
+        for name, measure in ENGINES.items():
+            print(f"{name} ...", file=sys.stderr)
+            speeds[name] = measure(bench)
+        costs = {} if args.no_driver_cost else driver_costs(bench)
+    print_speeds(args.rows, speeds)
+    if costs:
+        print_costs(costs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The standalone-cluster harness (``tests/spark_cluster.py``): a real master and two workers on 127.0.0.1,
+jobs spread over both workers' executors, a killed Python task worker retried without losing or repeating
+rows, and nothing left running after teardown."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.spark_cluster import executor_dir_worker, standalone_cluster, wait_for_executors
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
+    pytest.mark.slow,
+    pytest.mark.external,  # Java: Spark runs in JVMs
+]
+
+WORKERS = 2
+NOWHERE = "http://127.0.0.1:9/nowhere"  # a tracking URI no executor can reach
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with standalone_cluster(workers=WORKERS, cores=1, memory="1g", env={"MLFLOW_TRACKING_URI": NOWHERE}) as c:
+        yield c
+    leftovers = subprocess.run(["pgrep", "-af", str(c.folder)], capture_output=True, text=True).stdout
+    assert leftovers == "", leftovers
+    assert not c.folder.exists()
+
+
+@pytest.fixture
+def spark(cluster):
+    """A driver on the cluster, both executors registered; stopped at the end of the test."""
+    from pyspark.sql import SparkSession
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYSPARK_PYTHON", sys.executable)
+        session = (
+            SparkSession.builder.master(cluster.url)
+            .appName("lenrisk-cluster-tests")
+            .config(map=cluster.session_conf())
+            .getOrCreate()
+        )
+        try:
+            session.sparkContext.setLogLevel("ERROR")
+            assert session.sparkContext.master == cluster.url  # not another test's active local session
+            wait_for_executors(session, WORKERS)
+            yield session
+        finally:
+            session.stop()
+
+
+def test_a_job_runs_on_the_executors_of_both_workers(cluster, spark):
+    def where(partition, rows):
+        import os
+        import time
+
+        time.sleep(0.3)
+        yield partition, os.getpid(), os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI"), sum(rows)
+
+    tasks = spark.sparkContext.parallelize(range(1000), 8).mapPartitionsWithIndex(where).collect()
+
+    assert sorted(t[0] for t in tasks) == list(range(8))
+    assert sum(t[4] for t in tasks) == sum(range(1000))
+    # an executor runs in <worker's work dir>/<app id>/<executor id>; its Python workers inherit that cwd
+    assert {executor_dir_worker(cluster, t[2]) for t in tasks} == set(range(WORKERS))
+    assert {t[3] for t in tasks} == {NOWHERE}  # the caller's environment reached the executors' Python
+    # the tasks' processes descend from the worker JVMs the harness started
+    python = {p.pid: p.worker for p in cluster.python_workers()}
+    assert {python[t[1]] for t in tasks if t[1] in python} == set(range(WORKERS))
+    assert os.getpid() not in {t[1] for t in tasks}
+
+
+def test_a_killed_python_worker_is_retried_and_the_result_is_complete(cluster, spark):
+    from pyspark import TaskContext
+
+    n, partitions = 10_000, 6
+
+    def slow(rows):
+        import time
+
+        context = TaskContext.get()
+        values = list(rows)
+        time.sleep(3)
+        yield context.partitionId(), context.attemptNumber(), len(values), sum(values)
+
+    results: dict = {}
+
+    def run():
+        try:
+            results["tasks"] = (
+                spark.sparkContext.parallelize(range(n), partitions).mapPartitions(slow).collect()
+            )
+        except BaseException as err:
+            results["error"] = err
+
+    job = threading.Thread(target=run)
+    job.start()
+    killed = cluster.kill_python_worker(timeout=60)
+    job.join(timeout=120)
+    assert not job.is_alive()
+
+    assert "error" not in results, results.get("error")
+    assert killed.forked
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed.pid, 0)
+    tasks = results["tasks"]
+    assert sorted(t[0] for t in tasks) == list(range(partitions))  # one result per partition, no duplicates
+    assert sum(t[2] for t in tasks) == n and sum(t[3] for t in tasks) == sum(range(n))
+    assert max(t[1] for t in tasks) >= 1  # a task was retried: the kill failed it
+    assert spark.sparkContext.getConf().get("spark.task.maxFailures", "4") == "4"
+
+
+def test_teardown_leaves_nothing_running():
+    with standalone_cluster(workers=1) as cluster:
+        folder, pids = cluster.folder, [cluster.master.pid, *cluster.worker_pids]
+        cluster.kill_worker(0)
+        assert cluster.worker_processes[0].poll() is not None
+        time.sleep(0.2)
+    assert subprocess.run(["pgrep", "-af", str(folder)], capture_output=True, text=True).stdout == ""
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not folder.exists()
