@@ -1,4 +1,4 @@
-"""``lenrisk score``: score a CSV or Parquet file with the registered models.
+"""``lenrisk score``: score a CSV or Parquet file, or a dataset of parts on Spark, with the registered models.
 
 A thin command over :mod:`service.batch` (the local, streaming engine and the Spark engine). Domain errors
 propagate to the root app (``service.cli``), which prints them and exits with code 2.
@@ -113,10 +113,10 @@ def score(
     ] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Score every row of a CSV or Parquet file.
+    """Score every row of a CSV or Parquet file (local engine) or dataset of parts (spark engine).
 
     Valid rows go to the output with both risks, the others to the rejects with the reason; the manifest is
-    written last.
+    written last (with the spark engine, then _SUCCESS).
     """
     from service.batch.publish import BatchPathError
 
