@@ -33,6 +33,8 @@ import os
 import re
 import sys
 import tempfile
+import threading
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -183,7 +185,8 @@ def score_dataset(
 ) -> DatasetSummary:
     """Score every row of ``run``'s input on the executors and publish the datasets and the manifest.
 
-    ``progress`` is told the rows of each part once the run is published (Spark reports tasks, not rows).
+    ``progress`` is told the rows scored as the scoring tasks finish (Spark reports tasks, not rows: each
+    finished task counts for an equal share of the rows).
     Raises :class:`FileFormatError` for a part that cannot be read (e.g. not UTF-8) and
     :class:`ReconciliationError` when the counts do not add up; either way nothing is published.
     """
@@ -207,7 +210,9 @@ def score_dataset(
         )
         scored = rows.mapInArrow(scorer, union).persist()
         try:
-            counts = _write(scored, output, source, explain, interval)
+            counts = _write(
+                scored, output, source, explain, interval, rows=sum(rows_in_parts.values()), progress=progress
+            )
         finally:
             scored.unpersist()
             shipment.unpersist()
@@ -246,10 +251,50 @@ def score_dataset(
             "models": models_manifest(predictor),
         }
         publish(fs, output, {"lenrisk_version": _version(), **manifest})
-    if progress:
-        for rows_in_part in rows_in_parts.values():
-            progress(rows_in_part)
     return DatasetSummary(output, manifest)
+
+
+@contextmanager
+def _task_progress(spark: SparkSession, rows: int, progress: Callable[[int], None] | None) -> Iterator[None]:
+    """Report ``rows`` to ``progress`` in step with the finished tasks of the job run in the block (polled
+    twice a second from Spark's status tracker), the rest when the block ends."""
+    if progress is None:
+        yield
+        return
+    context, group, told = spark.sparkContext, f"lenrisk-score-{uuid.uuid4().hex}", 0
+    done = threading.Event()
+
+    def tell(fraction: float) -> None:
+        nonlocal told
+        now = int(rows * fraction)
+        if now > told:
+            progress(now - told)
+            told = now
+
+    def poll() -> None:
+        tracker = context.statusTracker()
+        while not done.wait(0.5):
+            stages = [
+                stage
+                for job in tracker.getJobIdsForGroup(group)
+                if (info := tracker.getJobInfo(job)) is not None
+                for stage in info.stageIds
+            ]
+            infos = [i for i in (tracker.getStageInfo(stage) for stage in stages) if i is not None]
+            total = sum(i.numTasks for i in infos)
+            if total:
+                tell(sum(i.numCompletedTasks for i in infos) / total)
+
+    context.setJobGroup(group, "lenrisk score")
+    poller = threading.Thread(target=poll, name="lenrisk-spark-progress", daemon=True)
+    poller.start()
+    try:
+        yield
+        tell(1.0)
+    finally:
+        done.set()
+        poller.join()
+        context.setLocalProperty("spark.jobGroup.id", None)
 
 
 def _version() -> str:
@@ -323,20 +368,29 @@ def _union_struct(rows: DataFrame, source: InputDataset, explain: Explain, inter
 
 
 def _write(
-    scored: DataFrame, output: OutputDataset, source: InputDataset, explain: Explain, interval: bool
+    scored: DataFrame,
+    output: OutputDataset,
+    source: InputDataset,
+    explain: Explain,
+    interval: bool,
+    *,
+    rows: int,
+    progress: Callable[[int], None] | None,
 ) -> dict[str, int]:
-    """Write the scored dataset, count, then write the rejects (or raise a part's whole-file error)."""
+    """Write the scored dataset (the job that scores; ``progress`` follows its tasks), count, then write the
+    rejects (or raise a part's whole-file error)."""
     from pyspark.sql import functions as sf
 
     kind = sf.col(_KIND)
     output_columns = [*output_schema(source.schema, explain, interval=interval).names, *IDENTITY_SCHEMA.names]
-    (
-        scored.where(kind == _SCORED)
-        .select(*(sf.col(f"`{name}`") for name in output_columns))
-        .write.partitionBy(*output.partition_by)
-        .option("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
-        .parquet(output.staged(SCORED))
-    )
+    with _task_progress(scored.sparkSession, rows, progress):
+        (
+            scored.where(kind == _SCORED)
+            .select(*(sf.col(f"`{name}`") for name in output_columns))
+            .write.partitionBy(*output.partition_by)
+            .option("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+            .parquet(output.staged(SCORED))
+        )
     totals = scored.agg(
         sf.count(sf.when(kind == _SCORED, 1)).alias("scored"),
         sf.count_distinct(sf.when(kind == _REJECT, sf.struct(*IDENTITY_SCHEMA.names))).alias("rejected"),

@@ -105,7 +105,9 @@ def test_a_csv_dataset_scores_and_rejects_as_the_local_engine_scores_each_part(
     parts = [root / "2026" / "b.csv", root / "2026" / "c.csv", root / "a lines.csv"]  # sorted by path
     assert spark.read.text(str(root / "a lines.csv")).rdd.getNumPartitions() > 1
 
-    summary = run_spark(spark, predictor, root, tmp_path / "out", explain=Explain.TOP3)
+    told = []
+    summary = run_spark(spark, predictor, root, tmp_path / "out", explain=Explain.TOP3, progress=told.append)
+    assert sum(told) == N + 120 and all(rows > 0 for rows in told)
     output, rejects, counts = local_reference(predictor, root, parts, tmp_path / "local", Explain.TOP3)
 
     same_scores(output, read_dataset(tmp_path / "out" / "scored"))
