@@ -28,6 +28,7 @@ Each output row carries its identity: ``input_file`` (the part's path relative t
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -229,6 +230,7 @@ def score_dataset(
                 "reconcile, so nothing was published"
             )
         manifest = {
+            "lenrisk_version": importlib.metadata.version("lenrisk"),
             "engine": "spark",
             "explain": explain.value,
             "interval": INTERVAL_LEVEL if interval else None,
@@ -250,7 +252,7 @@ def score_dataset(
             "counts": {"read": read, **counts},
             "models": models_manifest(predictor),
         }
-        publish(fs, output, {"lenrisk_version": _version(), **manifest})
+        publish(fs, output, manifest)
     return DatasetSummary(output, manifest)
 
 
@@ -295,12 +297,6 @@ def _task_progress(spark: SparkSession, rows: int, progress: Callable[[int], Non
         done.set()
         poller.join()
         context.setLocalProperty("spark.jobGroup.id", None)
-
-
-def _version() -> str:
-    import importlib.metadata
-
-    return importlib.metadata.version("lenrisk")
 
 
 def _count_rows(
