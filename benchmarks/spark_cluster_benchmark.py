@@ -58,6 +58,7 @@ CHUNK_ROWS = 250_000  # generation chunk
 NOWHERE = "http://127.0.0.1:9/no-registry-on-executors"
 WARM_UP_ROWS = 5000
 SAMPLE_SECONDS = 0.1
+DRIVER_PROCESSES = ("python", "java")  # java: spark-submit's launcher and the driver JVM
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,8 @@ def driver_cost(command: list[str], env: dict[str, str] | None = None) -> dict[s
     if process.returncode != 0:
         raise RuntimeError(f"{command} exited with {process.returncode}")
     cost: dict[str, dict[str, float]] = {}
-    for name, hwm, cpu in seen.values():
+    for command_name, hwm, cpu in seen.values():
+        name = command_name if command_name in DRIVER_PROCESSES else "other (launcher scripts)"
         entry = cost.setdefault(name, {"processes": 0, "peak_rss_mib": 0.0, "cpu_s": 0.0})
         entry["processes"] += 1
         entry["peak_rss_mib"] = max(entry["peak_rss_mib"], hwm / 1024)
@@ -318,15 +320,29 @@ def print_speeds(rows: int, speeds: dict[str, float]) -> None:
 
 
 def print_costs(costs: dict[int, dict]) -> None:
-    print("\nDriver of spark_udf on 2 workers: its process tree, session start included\n")
+    print(
+        "\nDriver of spark_udf on 2 workers: its process tree, session start included; (n) processes seen, "
+        "peak RSS the largest of them, CPU their sum\n"
+    )
     print("| rows | seconds (job) | process | peak RSS MiB | CPU s |\n|---|---|---|---|---|")
+    totals = {}
     for rows, cost in costs.items():
         result = cost.pop("_result")
+        peak = sum(cost[name]["peak_rss_mib"] for name in DRIVER_PROCESSES if name in cost)
+        totals[rows] = (peak, sum(entry["cpu_s"] for entry in cost.values()))
         for name, entry in sorted(cost.items()):
             print(
                 f"| {rows:,} | {result['seconds']:.1f} | {name} ({entry['processes']:.0f}) "
                 f"| {entry['peak_rss_mib']:,.0f} | {entry['cpu_s']:.1f} |"
             )
+    (small, (peak_small, cpu_small)), (large, (peak_large, cpu_large)) = (
+        min(totals.items()),
+        max(totals.items()),
+    )
+    print(
+        f"\n{large:,} rows / {small:,} rows: driver peak RSS (python + JVM) {peak_large / peak_small:.2f}x, "
+        f"driver CPU seconds {cpu_large / cpu_small:.2f}x"
+    )
 
 
 def main() -> None:

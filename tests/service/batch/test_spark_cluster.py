@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.spark_cluster import executor_dir_worker, standalone_cluster, wait_for_executors
+from tests.spark_cluster import ClusterError, executor_dir_worker, standalone_cluster, wait_for_executors
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
@@ -28,9 +28,17 @@ NOWHERE = "http://127.0.0.1:9/nowhere"  # a tracking URI no executor can reach
 def cluster():
     with standalone_cluster(workers=WORKERS, cores=1, memory="1g", env={"MLFLOW_TRACKING_URI": NOWHERE}) as c:
         yield c
-    leftovers = subprocess.run(["pgrep", "-af", str(c.folder)], capture_output=True, text=True).stdout
+    nothing_left(c.folder, [c.master.pid, *c.worker_pids])
+
+
+def nothing_left(folder, pids) -> None:
+    """No process of the cluster runs any more (pgrep finds none with its folder) and its folder is gone."""
+    leftovers = subprocess.run(["pgrep", "-af", str(folder)], capture_output=True, text=True).stdout
     assert leftovers == "", leftovers
-    assert not c.folder.exists()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not folder.exists()
 
 
 @pytest.fixture
@@ -122,8 +130,11 @@ def test_teardown_leaves_nothing_running():
         cluster.kill_worker(0)
         assert cluster.worker_processes[0].poll() is not None
         time.sleep(0.2)
-    assert subprocess.run(["pgrep", "-af", str(folder)], capture_output=True, text=True).stdout == ""
-    for pid in pids:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
-    assert not folder.exists()
+    nothing_left(folder, pids)
+
+
+def test_a_worker_that_cannot_start_is_reported_with_its_log():
+    starting = standalone_cluster(workers=1, memory="lots")
+    with pytest.raises(ClusterError, match=r"(?s)a cluster process exited.*--- worker-0\.log") as failed:
+        starting.__enter__()
+    assert "--- master.log" in str(failed.value)
