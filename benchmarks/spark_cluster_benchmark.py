@@ -10,6 +10,10 @@
 3. Engines (:data:`ENGINES`), each timed on the same rows, rows/s and ratio to the local engine:
    - local engine: ``service.batch.local.prepare_run`` + ``score_file`` (``--explain none``), read to
      published manifest, one file;
+   - the lenrisk Spark engine (``service.batch.spark.plan_dataset_run`` + ``score_dataset``, what
+     ``lenrisk score --engine spark`` runs, ``--explain none``) on a standalone cluster of 1 and of 2
+     workers, the dataset in, both datasets and the manifest published; after a warm-up run on a sample of
+     every file;
    - ``mlflow.pyfunc.spark_udf(spark, "models:/<name>@champion", env_manager="local")`` of both outcomes
      (two UDF columns, result ``probability double``) on a standalone cluster of 1 and of 2 workers (1 core,
      1 GiB each; ``tests/spark_cluster.py``), prediction only, forced by a write to Spark's ``noop`` sink;
@@ -18,8 +22,9 @@
      not timed. The executors get ``MLFLOW_TRACKING_URI`` pointing nowhere: only the driver reads the
      registry.
 4. Driver cost: peak RSS (``VmHWM``) and CPU seconds (``utime + stime``) of the driver's process tree (the
-   Python driver and its JVM) for the ``spark_udf`` run on 2 workers over ``--rows`` and 4 x ``--rows``
-   lines (the same files hard-linked four times), each in a fresh process sampled from ``/proc`` every
+   Python driver and its JVM) for the lenrisk engine and for ``spark_udf`` on 2 workers over ``--rows``
+   and 4 x ``--rows`` lines (the same files hard-linked four times; the lenrisk engine names them apart),
+   each in a fresh process sampled from ``/proc`` every
    0.1 s; session start included (the same for both sizes), no warm-up. "seconds (job)" is the job alone.
 
 Prints markdown tables. Compare within one run only: this machine is shared and its timings move 20-30%
@@ -211,11 +216,47 @@ def spark_udf_rows_per_second(bench: Bench, workers: int) -> float:
     return bench.rows / elapsed
 
 
+def bench_predictor(bench: Bench):
+    """Both champions, loaded and verified from the bench's registry as ``lenrisk score`` loads them."""
+    from service.model_store import load_predictor
+    from service.settings import ServiceSettings
+
+    return load_predictor(ServiceSettings(mlruns_dir=bench.registry, mlflow_tracking_uri=bench.tracking_uri))
+
+
+def score_on_spark(spark, predictor, dataset: Path, output: Path) -> dict[str, int]:
+    """The lenrisk Spark engine over ``dataset`` into ``output`` (``--explain none``); its counts."""
+    from service.batch.spark import plan_dataset_run, score_dataset
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+        return score_dataset(spark, predictor, plan_dataset_run(spark, str(dataset), str(output))).counts
+
+
+def lenrisk_engine_rows_per_second(bench: Bench, workers: int) -> float:
+    """``lenrisk score --engine spark`` (the library under it) on a ``workers``-worker standalone cluster:
+    read, validate, score, write both datasets, describe the parts, reconcile, publish; after a warm-up
+    run on a sample of every file (Python workers started, models loaded), as for ``spark_udf``."""
+    predictor = bench_predictor(bench)
+    sample = bench.folder / "warm-up"
+    sample.mkdir(exist_ok=True)
+    for path in sorted(bench.dataset.glob("*.parquet")):
+        rows = pq.read_table(path).slice(0, WARM_UP_ROWS // len(list(bench.dataset.glob("*.parquet"))) + 1)
+        pq.write_table(rows, sample / path.name)
+    with cluster_session(workers) as spark:
+        score_on_spark(spark, predictor, sample, bench.folder / f"warm-up-out-{workers}")
+        start = time.perf_counter()
+        counts = score_on_spark(spark, predictor, bench.dataset, bench.folder / f"lenrisk-out-{workers}")
+        elapsed = time.perf_counter() - start
+    assert counts["read"] == bench.rows, counts
+    return bench.rows / elapsed
+
+
 #: Engine name -> rows/s on the bench's rows. The local engine first: the others are compared with it.
-#: ``lenrisk_engine_rows_per_second`` (``lenrisk score --engine spark --spark-master URL --input DIR
-#: --output DIR`` on a cluster of 1 and of 2 workers) is added here after the Spark engine's rewrite.
 ENGINES: dict[str, Callable[[Bench], float]] = {
     "local engine (one process)": local_engine_rows_per_second,
+    "lenrisk Spark engine, 1 worker x 1 core": functools.partial(lenrisk_engine_rows_per_second, workers=1),
+    "lenrisk Spark engine, 2 workers x 1 core": functools.partial(lenrisk_engine_rows_per_second, workers=2),
     "spark_udf, 1 worker x 1 core": functools.partial(spark_udf_rows_per_second, workers=1),
     "spark_udf, 2 workers x 1 core": functools.partial(spark_udf_rows_per_second, workers=2),
 }
@@ -269,8 +310,9 @@ def driver_cost(command: list[str], env: dict[str, str] | None = None) -> dict[s
     return cost
 
 
-def spark_udf_driver(url: str, tracking_uri: str, dataset: Path, rows: int) -> None:
-    """The child of :func:`driver_cost`: ``spark_udf`` over ``dataset`` on the running cluster at ``url``."""
+def driver_child(engine: str, url: str, bench: Bench, dataset: Path, rows: int) -> None:
+    """The child of :func:`driver_cost`: ``engine`` (``spark_udf`` or ``lenrisk``) over ``dataset`` on the
+    running cluster at ``url``; prints the job's seconds."""
     from pyspark.sql import SparkSession
 
     os.environ["PYSPARK_PYTHON"] = sys.executable
@@ -280,31 +322,40 @@ def spark_udf_driver(url: str, tracking_uri: str, dataset: Path, rows: int) -> N
         spark = SparkSession.builder.master(url).config(map=conf).getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     wait_for_executors(spark, int(conf["spark.cores.max"]))
-    udfs = champion_udfs(spark, tracking_uri)
-    start = time.perf_counter()
-    noop_write(with_risks(spark.read.parquet(dataset.as_uri()), udfs))
+    if engine == "spark_udf":
+        udfs = champion_udfs(spark, bench.tracking_uri)
+        start = time.perf_counter()
+        noop_write(with_risks(spark.read.parquet(dataset.as_uri()), udfs))
+    else:
+        predictor = bench_predictor(bench)
+        start = time.perf_counter()
+        assert score_on_spark(spark, predictor, dataset, bench.folder / f"driver-out-{rows}")["read"] == rows
     elapsed = time.perf_counter() - start
     spark.stop()
     print(json.dumps({"rows": rows, "seconds": elapsed}))
 
 
-def driver_costs(bench: Bench, times: tuple[int, ...] = (1, 4)) -> dict[int, dict]:
-    """Driver cost of ``spark_udf`` on 2 workers over ``times`` x the rows, each size in a fresh process."""
-    costs = {}
+DRIVER_ENGINES = ("lenrisk", "spark_udf")
+
+
+def driver_costs(bench: Bench, times: tuple[int, ...] = (1, 4)) -> dict[str, dict[int, dict]]:
+    """Driver cost of each engine on 2 workers over ``times`` x the rows, each size in a fresh process."""
+    costs: dict[str, dict[int, dict]] = {}
     with standalone_cluster(workers=2, env={"MLFLOW_TRACKING_URI": NOWHERE}) as cluster:
         env = {**os.environ, "LENRISK_BENCH_SPARK_CONF": json.dumps(cluster.session_conf())}
         for k in times:
             dataset = bench.dataset if k == 1 else hard_linked(bench.dataset, bench.folder / f"x{k}", k)
             rows = k * bench.rows
-            command = [
-                sys.executable,
-                __file__,
-                "--driver-child",
-                cluster.url,
-                bench.tracking_uri,
-                str(dataset),
-            ]
-            costs[rows] = driver_cost([*command, str(rows)], env)
+            for engine in DRIVER_ENGINES:
+                command = [sys.executable, __file__, "--driver-child", engine, cluster.url]
+                command += [
+                    bench.tracking_uri,
+                    str(bench.registry),
+                    str(bench.folder),
+                    str(dataset),
+                    str(rows),
+                ]
+                costs.setdefault(engine, {})[rows] = driver_cost(command, env)
     return costs
 
 
@@ -319,9 +370,9 @@ def print_speeds(rows: int, speeds: dict[str, float]) -> None:
         print(f"| {name} | {speed:,.0f} | {speed / local:.2f}x |")
 
 
-def print_costs(costs: dict[int, dict]) -> None:
+def print_costs(engine: str, costs: dict[int, dict]) -> None:
     print(
-        "\nDriver of spark_udf on 2 workers: its process tree, session start included; (n) processes seen, "
+        f"\nDriver of {engine} on 2 workers: its process tree, session start included; (n) processes seen, "
         "peak RSS the largest of them, CPU their sum\n"
     )
     print("| rows | seconds (job) | process | peak RSS MiB | CPU s |\n|---|---|---|---|---|")
@@ -350,11 +401,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=8, help="Parquet files of the Spark engines' dataset")
     parser.add_argument("--no-driver-cost", action="store_true")
-    parser.add_argument("--driver-child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--driver-child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.driver_child:
-        url, uri, dataset, rows = args.driver_child
-        spark_udf_driver(url, uri, Path(dataset), int(rows))
+        engine, url, uri, registry, folder, dataset, rows = args.driver_child
+        bench = Bench(int(rows), Path(dataset), Path(dataset), Path(registry), uri, Path(folder))
+        driver_child(engine, url, bench, Path(dataset), int(rows))
         return
 
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -373,8 +425,8 @@ def main() -> None:
             speeds[name] = measure(bench)
         costs = {} if args.no_driver_cost else driver_costs(bench)
     print_speeds(args.rows, speeds)
-    if costs:
-        print_costs(costs)
+    for engine, engine_costs in costs.items():
+        print_costs(engine, engine_costs)
 
 
 if __name__ == "__main__":
