@@ -129,7 +129,34 @@ def hard_linked(dataset: Path, target: Path, times: int) -> Path:
 # ------------------------------------------------------------------------------------------------ engines
 
 
-def local_engine_rows_per_second(bench: Bench) -> float:
+@dataclass(frozen=True)
+class Speed:
+    """An engine's timed run: rows/s, and the machine's cores busy meanwhile (every process: the cluster's
+    JVMs and Python workers, the driver; from ``/proc/stat``)."""
+
+    rows_per_second: float
+    cores_busy: float
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of the whole machine since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+@contextlib.contextmanager
+def timed(rows: int, result: list[Speed]) -> Iterator[None]:
+    """Time the block; append its :class:`Speed` over ``rows``."""
+    (busy, total), start = _cpu_ticks(), time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - start
+    busy_after, total_after = _cpu_ticks()
+    cores = (os.cpu_count() or 1) * (busy_after - busy) / max(total_after - total, 1)
+    result.append(Speed(rows / elapsed, cores))
+
+
+def local_engine_rows_per_second(bench: Bench) -> Speed:
     """``lenrisk score`` local engine, ``--explain none``: read, validate, score, write, publish."""
     from service.batch.local import prepare_run, score_file
     from service.model_store import load_predictor
@@ -139,36 +166,23 @@ def local_engine_rows_per_second(bench: Bench) -> float:
         ServiceSettings(mlruns_dir=bench.registry, mlflow_tracking_uri=bench.tracking_uri)
     )
     paths, table = prepare_run(bench.single, bench.folder / "local-scored.parquet")
-    start = time.perf_counter()
-    counts = score_file(predictor, paths, table).counts
-    elapsed = time.perf_counter() - start
+    speed: list[Speed] = []
+    with timed(bench.rows, speed):
+        counts = score_file(predictor, paths, table).counts
     (bench.folder / "local-scored.parquet").unlink()
     assert counts["read"] == bench.rows, counts
-    return counts["read"] / elapsed
+    return speed[0]
 
 
 @contextlib.contextmanager
 def cluster_session(workers: int) -> Iterator:
     """A standalone cluster of ``workers`` workers (1 core, 1 GiB) and a driver session on it, every
     executor registered; the executors see no registry."""
-    from pyspark.sql import SparkSession
-
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    with standalone_cluster(workers=workers, env={"MLFLOW_TRACKING_URI": NOWHERE}) as cluster:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
-            spark = (
-                SparkSession.builder.master(cluster.url)
-                .appName("lenrisk-cluster-benchmark")
-                .config(map=cluster.session_conf())
-                .getOrCreate()
-            )
-        try:
-            spark.sparkContext.setLogLevel("ERROR")
-            wait_for_executors(spark, workers)
-            yield spark
-        finally:
-            spark.stop()
+    with (
+        standalone_cluster(workers=workers, env={"MLFLOW_TRACKING_URI": NOWHERE}) as cluster,
+        cluster.session("lenrisk-cluster-benchmark") as spark,
+    ):
+        yield spark
 
 
 def champion_udfs(spark, tracking_uri: str) -> dict:
@@ -202,7 +216,7 @@ def noop_write(frame) -> None:
         frame.write.format("noop").mode("overwrite").save()
 
 
-def spark_udf_rows_per_second(bench: Bench, workers: int) -> float:
+def spark_udf_rows_per_second(bench: Bench, workers: int) -> Speed:
     """``mlflow.pyfunc.spark_udf`` of both champions on a ``workers``-worker standalone cluster, after a
     warm-up job on a sample of every file with the same UDFs (MLflow caches a loaded model per Python
     worker and per ``spark_udf`` call: a new call would load the models again in every Python worker)."""
@@ -210,10 +224,10 @@ def spark_udf_rows_per_second(bench: Bench, workers: int) -> float:
         udfs = champion_udfs(spark, bench.tracking_uri)
         frame = spark.read.parquet(bench.dataset.as_uri())
         noop_write(with_risks(frame.sample(fraction=min(1.0, WARM_UP_ROWS / bench.rows), seed=0), udfs))
-        start = time.perf_counter()
-        noop_write(with_risks(frame, udfs))
-        elapsed = time.perf_counter() - start
-    return bench.rows / elapsed
+        speed: list[Speed] = []
+        with timed(bench.rows, speed):
+            noop_write(with_risks(frame, udfs))
+    return speed[0]
 
 
 def bench_predictor(bench: Bench):
@@ -233,7 +247,7 @@ def score_on_spark(spark, predictor, dataset: Path, output: Path) -> dict[str, i
         return score_dataset(spark, predictor, plan_dataset_run(spark, str(dataset), str(output))).counts
 
 
-def lenrisk_engine_rows_per_second(bench: Bench, workers: int) -> float:
+def lenrisk_engine_rows_per_second(bench: Bench, workers: int) -> Speed:
     """``lenrisk score --engine spark`` (the library under it) on a ``workers``-worker standalone cluster:
     read, validate, score, write both datasets, describe the parts, reconcile, publish; after a warm-up
     run on a sample of every file (Python workers started, models loaded), as for ``spark_udf``."""
@@ -245,15 +259,15 @@ def lenrisk_engine_rows_per_second(bench: Bench, workers: int) -> float:
         pq.write_table(rows, sample / path.name)
     with cluster_session(workers) as spark:
         score_on_spark(spark, predictor, sample, bench.folder / f"warm-up-out-{workers}")
-        start = time.perf_counter()
-        counts = score_on_spark(spark, predictor, bench.dataset, bench.folder / f"lenrisk-out-{workers}")
-        elapsed = time.perf_counter() - start
+        speed: list[Speed] = []
+        with timed(bench.rows, speed):
+            counts = score_on_spark(spark, predictor, bench.dataset, bench.folder / f"lenrisk-out-{workers}")
     assert counts["read"] == bench.rows, counts
-    return bench.rows / elapsed
+    return speed[0]
 
 
 #: Engine name -> rows/s on the bench's rows. The local engine first: the others are compared with it.
-ENGINES: dict[str, Callable[[Bench], float]] = {
+ENGINES: dict[str, Callable[[Bench], Speed]] = {
     "local engine (one process)": local_engine_rows_per_second,
     "lenrisk Spark engine, 1 worker x 1 core": functools.partial(lenrisk_engine_rows_per_second, workers=1),
     "lenrisk Spark engine, 2 workers x 1 core": functools.partial(lenrisk_engine_rows_per_second, workers=2),
@@ -362,12 +376,15 @@ def driver_costs(bench: Bench, times: tuple[int, ...] = (1, 4)) -> dict[str, dic
 # ------------------------------------------------------------------------------------------------ report
 
 
-def print_speeds(rows: int, speeds: dict[str, float]) -> None:
-    local = next(iter(speeds.values()))
+def print_speeds(rows: int, speeds: dict[str, Speed]) -> None:
+    local = next(iter(speeds.values())).rows_per_second
     print(f"\n{rows:,} rows, Parquet; prediction of both outcomes, no explanation; rows/s\n")
-    print("| engine | rows/s | / local engine |\n|---|---|---|")
+    print(f"| engine | rows/s | / local engine | cores busy (of {os.cpu_count()}) |\n|---|---|---|---|")
     for name, speed in speeds.items():
-        print(f"| {name} | {speed:,.0f} | {speed / local:.2f}x |")
+        print(
+            f"| {name} | {speed.rows_per_second:,.0f} | {speed.rows_per_second / local:.2f}x "
+            f"| {speed.cores_busy:.2f} |"
+        )
 
 
 def print_costs(engine: str, costs: dict[int, dict]) -> None:

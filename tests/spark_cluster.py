@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +161,33 @@ class StandaloneCluster:
             "spark.scheduler.minRegisteredResourcesRatio": "1.0",
             "spark.scheduler.maxRegisteredResourcesWaitingTime": "60s",
         }
+
+    @contextlib.contextmanager
+    def session(self, app_name: str) -> Iterator[SparkSession]:
+        """A driver session on this cluster (:meth:`session_conf`, this interpreter on the executors), its
+        logs errors only, every executor registered; stopped at the end."""
+        from pyspark.sql import SparkSession
+
+        before = os.environ.get("PYSPARK_PYTHON")
+        os.environ["PYSPARK_PYTHON"] = sys.executable  # read once, when the context starts
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+                builder = SparkSession.builder.master(self.url).appName(app_name)
+                spark = builder.config(map=self.session_conf()).getOrCreate()
+        finally:
+            if before is None:
+                del os.environ["PYSPARK_PYTHON"]
+            else:
+                os.environ["PYSPARK_PYTHON"] = before
+        try:
+            spark.sparkContext.setLogLevel("ERROR")
+            if spark.sparkContext.master != self.url:
+                raise ClusterError(f"another session is active, on {spark.sparkContext.master}")
+            wait_for_executors(spark, self.workers)
+            yield spark
+        finally:
+            spark.stop()
 
     # ------------------------------------------------------------------------------------------ status
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from tests.spark_cluster import ClusterError, executor_dir_worker, standalone_cluster, wait_for_executors
+from tests.spark_cluster import ClusterError, executor_dir_worker, standalone_cluster
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
@@ -44,23 +43,8 @@ def nothing_left(folder, pids) -> None:
 @pytest.fixture
 def spark(cluster):
     """A driver on the cluster, both executors registered; stopped at the end of the test."""
-    from pyspark.sql import SparkSession
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PYSPARK_PYTHON", sys.executable)
-        session = (
-            SparkSession.builder.master(cluster.url)
-            .appName("lenrisk-cluster-tests")
-            .config(map=cluster.session_conf())
-            .getOrCreate()
-        )
-        try:
-            session.sparkContext.setLogLevel("ERROR")
-            assert session.sparkContext.master == cluster.url  # not another test's active local session
-            wait_for_executors(session, WORKERS)
-            yield session
-        finally:
-            session.stop()
+    with cluster.session("lenrisk-cluster-tests") as session:
+        yield session
 
 
 def test_a_job_runs_on_the_executors_of_both_workers(cluster, spark):
