@@ -88,13 +88,13 @@ def _list(fs: HadoopFS, location: str) -> tuple[str, bool, list[FileInfo]]:
         raise FileFormatError(f"{location}: no such file or folder")
     glob_at = min((qualified.find(c) for c in "*?[{" if c in qualified), default=len(qualified))
     root = qualified[: qualified.rfind("/", 0, glob_at)]
-    files: list[FileInfo] = []
+    files: dict[str, FileInfo] = {}
     for match in matches:
-        if fs.is_dir(match):
-            files += fs.files_under(match)
-        elif not is_hidden(posixpath.basename(match)):
-            files.append(fs.info(match))
-    return root, False, sorted(files, key=lambda f: f.path)
+        if any(is_hidden(part) for part in match[len(root) + 1 :].split("/")):
+            continue  # a glob's * matches _temporary/ and .staging names too: Spark skips them, so do we
+        for file in fs.files_under(match) if fs.is_dir(match) else [fs.info(match)]:
+            files[file.path] = file  # overlapping globs list a part once
+    return root, False, sorted(files.values(), key=lambda f: f.path)
 
 
 def _csv_header(fs: HadoopFS, file: FileInfo, name: str) -> list[str]:

@@ -10,8 +10,11 @@ Executors write both datasets into a hidden staging folder ``<output>/.lenrisk-r
 Spark's file commit protocol (a retried or speculative task's attempt never lands twice). The driver then
 publishes: removes the previous run's marker, manifest and datasets, renames the new datasets into place,
 writes the manifest, and writes ``_SUCCESS`` last. Readers trust the folder only when ``_SUCCESS`` is there. A
-run killed before that leaves no marker; the next run on the folder removes its leftovers (staging folders,
-and unmarked datasets and manifest) before it starts. On a local file system the run holds the output's lock
+run that fails or is killed before it publishes leaves the previous publication as it was; once publishing
+has begun (the old marker removed), a failure leaves no marker, and the folder holds no valid run until the
+next one. The next run on the folder removes the leftovers (staging folders, and unmarked datasets and
+manifest) before it starts. A folder is taken for a previous run's only when it holds a staging folder or
+a Spark run's manifest, never by its names alone. On a local file system the run holds the output's lock
 (:func:`service.batch.publish.run_lock`), so two runs cannot publish into one folder at once; elsewhere, give
 each concurrent run its own folder.
 """
@@ -79,10 +82,12 @@ def plan_output(
     if fs.exists(root):
         if not fs.is_dir(root):
             raise BatchPathError(f"{name}: exists and is not a folder")
-        others = [n for n in fs.names(root) if not _is_own(n)]
-        if others:
+        names = fs.names(root)
+        others = [n for n in names if not _is_own(n)]
+        if others or (names and not _holds_a_run(fs, root, names)):
+            listed = f" ({', '.join(others[:3])})" if others else ""
             raise BatchPathError(
-                f"{name}: the folder holds other files than a lenrisk run's ({', '.join(others[:3])}); "
+                f"{name}: the folder holds other files than a lenrisk run's{listed}; "
                 "give an empty or new folder"
             )
     elif not fs.is_dir(posixpath.dirname(root)):
@@ -92,6 +97,21 @@ def plan_output(
 
 def _within(path: str, folder: str) -> bool:
     return f"{path}/".startswith(f"{folder}/")
+
+
+def _holds_a_run(fs: HadoopFS, root: str, names: list[str]) -> bool:
+    """Whether the names in ``root`` are a lenrisk run's, not merely named alike: a staging folder (a run
+    killed before it published), or a Spark run's manifest."""
+    if any(n.startswith(_STAGING) for n in names):
+        return True
+    if MANIFEST not in names:
+        return False
+    path = f"{root}/{MANIFEST}"
+    try:
+        manifest = json.loads(fs.read(path, 0, fs.info(path).size))
+    except ValueError:
+        return False
+    return isinstance(manifest, dict) and manifest.get("engine") == "spark"
 
 
 def _is_own(name: str) -> bool:

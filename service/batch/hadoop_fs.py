@@ -12,14 +12,35 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
+
+from features.errors import LenriskError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 _GLOB = re.compile(r"[*?\[\]{}\\]")
+
+
+class FileSystemError(LenriskError):
+    """A file system refused an operation (no such scheme, no permission, an unreachable store...)."""
+
+
+@contextmanager
+def _refused(what: str, path: str) -> Iterator[None]:
+    """Turn the JVM's exception into :class:`FileSystemError`, with its class and first line (a path or a
+    reason; file contents never reach these calls)."""
+    from py4j.protocol import Py4JJavaError
+
+    try:
+        yield
+    except Py4JJavaError as err:
+        java = err.java_exception
+        reason = f"{java.getClass().getSimpleName()}: {str(java.getMessage()).splitlines()[0]}"
+        raise FileSystemError(f"cannot {what} {path} ({reason})") from err
 
 
 @dataclass(frozen=True)
@@ -61,74 +82,90 @@ class HadoopFS:
 
     def qualify(self, path: str) -> str:
         """``path`` made absolute on its file system (a bare path is the default FS, usually ``file:``)."""
-        fs, jpath = self._path(path)
-        return fs.makeQualified(jpath).toString()
+        with _refused("use", path):
+            fs, jpath = self._path(path)
+            return fs.makeQualified(jpath).toString()
 
     def glob(self, pattern: str) -> list[str]:
         """Qualified paths matching a Hadoop glob (a plain path matches itself when it exists)."""
-        fs, jpath = self._path(pattern)
-        found = fs.globStatus(jpath)
-        return sorted(status.getPath().toString() for status in (found or []))
+        with _refused("list", pattern):
+            fs, jpath = self._path(pattern)
+            found = fs.globStatus(jpath)
+            return sorted(status.getPath().toString() for status in (found or []))
 
     def is_dir(self, path: str) -> bool:
-        fs, jpath = self._path(path)
-        return bool(fs.exists(jpath)) and bool(fs.getFileStatus(jpath).isDirectory())
+        with _refused("read", path):
+            fs, jpath = self._path(path)
+            return bool(fs.exists(jpath)) and bool(fs.getFileStatus(jpath).isDirectory())
 
     def exists(self, path: str) -> bool:
-        fs, jpath = self._path(path)
-        return bool(fs.exists(jpath))
+        with _refused("read", path):
+            fs, jpath = self._path(path)
+            return bool(fs.exists(jpath))
 
     def info(self, path: str) -> FileInfo:
-        fs, jpath = self._path(path)
-        status = fs.getFileStatus(jpath)
-        return FileInfo(status.getPath().toString(), status.getLen(), status.getModificationTime())
+        with _refused("read", path):
+            fs, jpath = self._path(path)
+            status = fs.getFileStatus(jpath)
+            return FileInfo(status.getPath().toString(), status.getLen(), status.getModificationTime())
 
     def files_under(self, folder: str) -> Iterator[FileInfo]:
         """Every file below ``folder``, recursively, skipping hidden names (and everything under them)."""
-        fs, jpath = self._path(folder)
-        base = fs.makeQualified(jpath).toString().rstrip("/")
-        found = fs.listFiles(jpath, True)
-        while found.hasNext():
-            status = found.next()
-            path = status.getPath().toString()
-            if not any(is_hidden(part) for part in path[len(base) + 1 :].split("/")):
-                yield FileInfo(path, status.getLen(), status.getModificationTime())
+        with _refused("list", folder):
+            fs, jpath = self._path(folder)
+            base = fs.makeQualified(jpath).toString().rstrip("/")
+            found = fs.listFiles(jpath, True)
+            while found.hasNext():
+                status = found.next()
+                path = status.getPath().toString()
+                if not any(is_hidden(part) for part in path[len(base) + 1 :].split("/")):
+                    yield FileInfo(path, status.getLen(), status.getModificationTime())
 
     def names(self, folder: str) -> list[str]:
         """Names of the entries directly in ``folder`` (hidden ones too)."""
-        fs, jpath = self._path(folder)
-        return sorted(status.getPath().getName() for status in fs.listStatus(jpath))
+        with _refused("list", folder):
+            fs, jpath = self._path(folder)
+            return sorted(status.getPath().getName() for status in fs.listStatus(jpath))
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         """``length`` bytes of ``path`` from ``offset``."""
-        fs, jpath = self._path(path)
-        stream = fs.open(jpath)
-        try:
-            stream.seek(offset)
-            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream, length))
-        finally:
-            stream.close()
+        with _refused("read", path):
+            fs, jpath = self._path(path)
+            stream = fs.open(jpath)
+            try:
+                stream.seek(offset)
+                return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream, length))
+            finally:
+                stream.close()
 
     def write(self, path: str, data: bytes) -> None:
         """Create ``path`` (it must not exist) holding ``data``."""
-        fs, jpath = self._path(path)
-        stream = fs.create(jpath, False)
-        try:
-            stream.write(bytearray(data))
-        finally:
-            stream.close()
+        with _refused("write", path):
+            fs, jpath = self._path(path)
+            stream = fs.create(jpath, False)
+            try:
+                stream.write(bytearray(data))
+            finally:
+                stream.close()
 
     def mkdirs(self, path: str) -> None:
-        fs, jpath = self._path(path)
-        fs.mkdirs(jpath)
+        with _refused("create", path):
+            fs, jpath = self._path(path)
+            if not fs.mkdirs(jpath):
+                raise FileSystemError(f"cannot create {path}")
 
     def delete(self, path: str) -> None:
-        """Remove ``path`` (recursively), if it exists."""
-        fs, jpath = self._path(path)
-        fs.delete(jpath, True)
+        """Remove ``path`` (recursively), if it exists; :class:`FileSystemError` if it is still there."""
+        with _refused("delete", path):
+            fs, jpath = self._path(path)
+            fs.delete(jpath, True)
+            if fs.exists(jpath):
+                raise FileSystemError(f"cannot delete {path}")
 
     def rename(self, source: str, target: str) -> None:
-        """Move ``source`` to ``target`` (which must not exist); raises :class:`OSError` if refused."""
-        fs, jsource = self._path(source)
-        if not fs.rename(jsource, self._jvm.org.apache.hadoop.fs.Path(target)):
-            raise OSError(f"cannot rename {source} to {target}")
+        """Move ``source`` to ``target``, which must not exist (Hadoop would move it inside a folder)."""
+        with _refused("rename", source):
+            fs, jsource = self._path(source)
+            jtarget = self._jvm.org.apache.hadoop.fs.Path(target)
+            if fs.exists(jtarget) or not fs.rename(jsource, jtarget):
+                raise FileSystemError(f"cannot rename {source} to {target}")

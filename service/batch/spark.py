@@ -192,7 +192,7 @@ def score_dataset(
     :class:`ReconciliationError` when the counts do not add up; either way nothing is published.
     """
     fs, source, output = HadoopFS(spark), run.source, run.output
-    with claim_output(fs, output), _pandas_version_warning_ignored():
+    with claim_output(fs, output), _pandas_version_warning_ignored(), _fixed_splits(spark), _job_errors():
         lines_before, rows_in_parts = _count_rows(spark, source)
         rows = _rows(spark, source)
         union = _union_struct(rows, source, explain, interval)
@@ -210,15 +210,17 @@ def score_dataset(
             union=union.json(),
         )
         scored = rows.mapInArrow(scorer, union).persist()
+        read = sum(rows_in_parts.values())
         try:
-            counts = _write(
-                scored, output, source, explain, interval, rows=sum(rows_in_parts.values()), progress=progress
-            )
+            counted = _write(scored, output, source, explain, interval, rows=read, progress=progress)
         finally:
             scored.unpersist()
             shipment.unpersist()
+        _reconcile_parts(source, rows_in_parts, counted)
+        counts = {
+            key: sum(c[key] for c in counted.values()) for key in ("scored", "rejected", "reject_lines")
+        }
         parts = {name: describe_parts(spark, output, name) for name in (SCORED, REJECTS)}
-        read = sum(rows_in_parts.values())
         written = {name: sum(part["rows"] for part in parts[name]) for name in parts}
         if read != counts["scored"] + counts["rejected"] or written != {
             SCORED: counts["scored"],
@@ -254,6 +256,61 @@ def score_dataset(
         }
         publish(fs, output, manifest)
     return DatasetSummary(output, manifest)
+
+
+class SparkJobError(LenriskError):
+    """A Spark job failed (an executor lost too often, a part Spark cannot read...); nothing was published."""
+
+
+@contextmanager
+def _job_errors() -> Iterator[None]:
+    """Turn a failed Spark job into :class:`SparkJobError`, naming the exception's class only (a task's
+    message may quote the data); the cause is in the Spark logs and on the exception's chain."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    try:
+        yield
+    except (Py4JJavaError, PySparkException) as err:
+        raise SparkJobError(
+            f"the Spark job failed ({type(err).__name__}); the cause is in the driver's and executors' logs"
+        ) from err
+
+
+@contextmanager
+def _fixed_splits(spark: SparkSession) -> Iterator[None]:
+    """Pin ``spark.sql.files.minPartitionNum`` for the run (unless set): Spark sizes input splits from the
+    cores registered at each read, so two reads of the same CSV parts (the line count, then the scoring)
+    could otherwise cut them into other blocks, and the rows would be numbered from the wrong counts."""
+    key = "spark.sql.files.minPartitionNum"
+    if spark.conf.get(key, None) is not None:
+        yield
+        return
+    spark.conf.set(key, str(spark.sparkContext.defaultParallelism))
+    try:
+        yield
+    finally:
+        spark.conf.unset(key)
+
+
+def _reconcile_parts(
+    source: InputDataset, rows_in_parts: dict[str, int], counted: dict[str | None, dict[str, int]]
+) -> None:
+    """Every part's rows = its rows scored + rejected = its distinct row numbers (no row lost or doubled);
+    :class:`ReconciliationError` otherwise."""
+    names = {p.name for p in source.parts}
+    unknown = set(counted) - names
+    if unknown:
+        raise ReconciliationError(f"rows from no listed part ({len(unknown)} names): nothing was published")
+    for part in source.parts:
+        got = counted.get(part.name, {"scored": 0, "rejected": 0, "identities": 0})
+        rows = rows_in_parts[part.file.path]
+        if not rows == got["scored"] + got["rejected"] == got["identities"]:
+            raise ReconciliationError(
+                f"{part.name}: rows in the part {rows}, scored {got['scored']}, rejected {got['rejected']}, "
+                f"distinct row numbers {got['identities']}: the counts do not reconcile, so nothing was "
+                "published"
+            )
 
 
 @contextmanager
@@ -372,9 +429,9 @@ def _write(
     *,
     rows: int,
     progress: Callable[[int], None] | None,
-) -> dict[str, int]:
-    """Write the scored dataset (the job that scores; ``progress`` follows its tasks), count, then write the
-    rejects (or raise a part's whole-file error)."""
+) -> dict[str | None, dict[str, int]]:
+    """Write the scored dataset (the job that scores; ``progress`` follows its tasks), count per part, then
+    write the rejects (or raise a part's whole-file error); the counts by part name."""
     from pyspark.sql import functions as sf
 
     kind = sf.col(_KIND)
@@ -387,21 +444,27 @@ def _write(
             .option("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
             .parquet(output.staged(SCORED))
         )
-    totals = scored.agg(
-        sf.count(sf.when(kind == _SCORED, 1)).alias("scored"),
-        sf.count_distinct(sf.when(kind == _REJECT, sf.struct(*IDENTITY_SCHEMA.names))).alias("rejected"),
-        sf.count(sf.when(kind == _REJECT, 1)).alias("reject_lines"),
-        sf.max(sf.when(kind == _ERROR, sf.col(_REJECT_FIELDS["reason"]))).alias("error"),
-    ).first()
-    if totals.error is not None:
-        raise FileFormatError(totals.error)
+    per_part = (
+        scored.groupBy("input_file")
+        .agg(
+            sf.count(sf.when(kind == _SCORED, 1)).alias("scored"),
+            sf.count_distinct(sf.when(kind == _REJECT, sf.col("row_number"))).alias("rejected"),
+            sf.count(sf.when(kind == _REJECT, 1)).alias("reject_lines"),
+            sf.count_distinct(sf.when(kind != _ERROR, sf.col("row_number"))).alias("identities"),
+            sf.max(sf.when(kind == _ERROR, sf.col(_REJECT_FIELDS["reason"]))).alias("error"),
+        )
+        .collect()
+    )
+    errors = sorted(part.error for part in per_part if part.error is not None)
+    if errors:
+        raise FileFormatError(errors[0])
     (
         scored.where(kind == _REJECT)
         .select(*IDENTITY_SCHEMA.names, *(sf.col(f).alias(n) for n, f in _REJECT_FIELDS.items()))
         .write.option("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         .parquet(output.staged(REJECTS))
     )
-    return {"scored": totals.scored, "rejected": totals.rejected, "reject_lines": totals.reject_lines}
+    return {part.input_file: part.asDict() for part in per_part}
 
 
 @dataclass(frozen=True)
@@ -481,11 +544,13 @@ class _ExecutorScoring:
         for batch in batches:
             for run in _runs(batch, (_FILE, _BLOCK)):
                 key = (run.column(_FILE)[0].as_py(), run.column(_BLOCK)[0].as_py())
+                name = shipment.names[spark_file_key(key[0])]
+                if key not in shipment.lines_before:  # blocks other than those counted
+                    raise FileFormatError(f"{name}: changed while it was scored")
                 first = shipment.lines_before[key] + seen.get(key, 0)  # the part's line index; 0: its header
                 seen[key] = seen.get(key, 0) + run.num_rows
                 lines = run.column("line").to_pylist()
                 header = 1 if first == 0 else 0
-                name = shipment.names[spark_file_key(key[0])]
                 yield name, read_csv_lines(lines[header:], self.schema, first=first + header, file_name=name)
 
     def _parquet_chunks(

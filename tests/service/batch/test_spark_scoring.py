@@ -22,9 +22,10 @@ from typer.testing import CliRunner
 from features.errors import FileFormatError
 from features.schema import OUTCOMES, RECORD_NAMES
 from features.validate import validate_table
+from service.batch.hadoop_fs import FileSystemError
 from service.batch.publish import BatchPathError, ReconciliationError
 from service.batch.score import Explain
-from service.batch.spark import plan_dataset_run, score_dataset
+from service.batch.spark import SparkJobError, plan_dataset_run, score_dataset
 from tests.helpers import same_scores
 from tests.service.batch.dataset_checks import (
     assert_manifest_describes_the_files,
@@ -224,6 +225,118 @@ def test_parts_that_do_not_hold_the_rows_counted_publish_nothing(spark, predicto
     assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
 
 
+@pytest.fixture
+def packed(spark):
+    """Session settings under which Spark packs many small parts into one task (no open cost) and sizes
+    splits from the cores it counts (``leafNodeDefaultParallelism``); restored afterwards."""
+    keys = ("spark.sql.files.openCostInBytes", "spark.sql.files.maxPartitionBytes")
+    keys += ("spark.sql.leafNodeDefaultParallelism",)
+    before = {key: spark.conf.get(key, None) for key in keys}
+    spark.conf.set("spark.sql.files.openCostInBytes", "1")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "1m")
+    spark.conf.set("spark.sql.leafNodeDefaultParallelism", "2")
+    yield spark
+    for key, value in before.items():
+        spark.conf.unset(key) if value is None else spark.conf.set(key, value)
+
+
+def small_parts(root: Path, count: int, rows: int) -> list[Path]:
+    """``count`` CSV parts of ``rows`` lines, one bad regimen in each, under ``root``."""
+    frame = generate_cohort(count * rows, seed=28)[list(RECORD_NAMES)]
+    frame.loc[frame.index[::rows] + 1, "regimen"] = "XYZ"
+    root.mkdir()
+    for k in range(count):
+        frame.iloc[k * rows : (k + 1) * rows].to_csv(root / f"part-{k:02d}.csv", index=False)
+    return sorted(root.glob("*.csv"))
+
+
+def test_many_small_parts_packed_into_few_tasks_keep_their_row_identity(packed, predictor, tmp_path):
+    parts = small_parts(tmp_path / "in", 12, 25)
+    assert packed.read.text([str(p) for p in parts]).rdd.getNumPartitions() < 6  # several parts a task
+    summary = run_spark(packed, predictor, tmp_path / "in", tmp_path / "out", explain=Explain.TOP3)
+    output, rejects, counts = local_reference(
+        predictor, tmp_path / "in", parts, tmp_path / "local", Explain.TOP3
+    )
+    same_scores(output, read_dataset(tmp_path / "out" / "scored"))
+    same_scores(rejects, read_dataset(tmp_path / "out" / "rejects"))
+    assert summary.counts == counts and counts["rejected"] == 12
+
+
+def test_rows_are_numbered_from_the_same_blocks_when_the_cluster_grows_between_passes(
+    packed, predictor, tmp_path, monkeypatch
+):
+    """Executors joining after the line count would make Spark cut the CSV parts into smaller blocks for
+    the scoring pass; the run pins the split size, so both passes see the same blocks."""
+    from service.batch import spark as engine
+
+    parts = small_parts(tmp_path / "in", 2, 300)
+    counted = engine._count_rows
+
+    def then_more_cores(*args):
+        result = counted(*args)
+        packed.conf.set("spark.sql.leafNodeDefaultParallelism", "8")
+        return result
+
+    monkeypatch.setattr(engine, "_count_rows", then_more_cores)
+    summary = run_spark(packed, predictor, tmp_path / "in", tmp_path / "out")
+    output, _, counts = local_reference(predictor, tmp_path / "in", parts, tmp_path / "local", Explain.NONE)
+    assert summary.counts == counts
+    same_scores(output, read_dataset(tmp_path / "out" / "scored"))
+    assert packed.conf.get("spark.sql.files.minPartitionNum", None) is None  # restored
+
+
+def test_a_part_spark_cannot_read_stops_the_run_with_a_domain_error(spark, predictor, tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    table = pa.Table.from_pandas(generate_cohort(200, seed=29), preserve_index=False)
+    pq.write_table(table, root / "lines.parquet", compression="snappy")
+    data = bytearray((root / "lines.parquet").read_bytes())
+    data[200:1200] = bytes(range(256)) * 3 + bytes(232)  # data pages broken, footer intact
+    (root / "lines.parquet").write_bytes(bytes(data))
+    run = plan_dataset_run(spark, str(root), str(tmp_path / "out"))  # the footer reads fine
+    with pytest.raises(SparkJobError, match=r"^the Spark job failed \(\w+\); the cause is in the"):
+        score_dataset(spark, predictor, run)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []
+
+
+def test_file_system_refusals_are_domain_errors(spark, tmp_path):
+    with pytest.raises(
+        FileSystemError, match=r"^cannot use nosuchfs://bucket/in \(UnsupportedFileSystemException"
+    ):
+        plan_dataset_run(spark, "nosuchfs://bucket/in", str(tmp_path / "out"))
+
+
+def test_reconciliation_is_per_part(spark):
+    from service.batch.dataset_input import InputDataset, InputPart
+    from service.batch.hadoop_fs import FileInfo
+    from service.batch.spark import _reconcile_parts
+
+    parts = tuple(InputPart(FileInfo(f"file:/in/{n}", 1, 1), n, 10) for n in ("a.csv", "b.csv"))
+    source = InputDataset("file:/in", True, ".csv", pa.schema([]), parts)
+    rows = {"file:/in/a.csv": 10, "file:/in/b.csv": 10}
+    fine = {"scored": 9, "rejected": 1, "identities": 10}
+    _reconcile_parts(source, rows, {"a.csv": fine, "b.csv": fine})
+    lost_and_doubled = {  # the totals agree (20 = 20): a row of a.csv lost, one of b.csv scored twice
+        "a.csv": {"scored": 9, "rejected": 0, "identities": 9},
+        "b.csv": {"scored": 11, "rejected": 0, "identities": 10},
+    }
+    with pytest.raises(
+        ReconciliationError, match=r"^a.csv: rows in the part 10, scored 9, rejected 0, distinct"
+    ):
+        _reconcile_parts(source, rows, lost_and_doubled)
+    with pytest.raises(ReconciliationError, match=r"^b.csv: rows in the part 10, scored 11"):
+        _reconcile_parts(source, rows, {"a.csv": fine, "b.csv": lost_and_doubled["b.csv"]})
+
+
+def test_a_glob_skips_hidden_folders_and_lists_a_part_once(spark, tmp_path):
+    root = tmp_path / "in"
+    for folder in ("2025", "2026", "_temporary/0", ".staging"):
+        (root / folder).mkdir(parents=True)
+        generate_cohort(5, seed=1)[list(RECORD_NAMES)].to_csv(root / folder / "a.csv", index=False)
+    run = plan_dataset_run(spark, f"{root}/{{*,2025}}", str(tmp_path / "out"))
+    assert [p.name for p in run.source.parts] == ["2025/a.csv", "2026/a.csv"]
+
+
 def test_a_rerun_replaces_the_published_run_and_removes_a_killed_runs_leftovers(spark, predictor, tmp_path):
     (tmp_path / "in").mkdir()
     generate_cohort(150, seed=25)[list(RECORD_NAMES)].to_csv(tmp_path / "in" / "lines.csv", index=False)
@@ -294,6 +407,14 @@ def test_output_folders_that_cannot_be_used_are_refused(spark, tmp_path):
     with pytest.raises(BatchPathError, match=r"^cannot partition by regimen: only by setting$"):
         plan_dataset_run(spark, str(root), str(tmp_path / "out"), partition_by=("regimen",))
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"
+    (tmp_path / "alike" / "scored").mkdir(parents=True)  # named as a run's, but no run's manifest
+    with pytest.raises(BatchPathError, match=r"^alike: the folder holds other files than a lenrisk run's; "):
+        plan_dataset_run(spark, str(root), str(tmp_path / "alike"))
+    (tmp_path / "alike" / "manifest.json").write_text('{"engine": "local"}')
+    with pytest.raises(BatchPathError, match=r"^alike: the folder holds other files"):
+        plan_dataset_run(spark, str(root), str(tmp_path / "alike"))
+    (tmp_path / "alike" / "manifest.json").write_text('{"engine": "spark"}')
+    plan_dataset_run(spark, str(root), str(tmp_path / "alike"))  # a previous Spark run's
     beside = plan_dataset_run(spark, str(root / "a.csv"), str(root / "out"))  # a file's folder is not input
     assert beside.output.root == f"file:{root}/out" and not (root / "out").exists()
 
