@@ -228,20 +228,22 @@ class StandaloneCluster:
                     found.append(PythonWorker(pid, parent, i, forked, cmdline))
         return found
 
-    def kill_python_worker(self, *, timeout: float = 30.0, worker: int | None = None) -> PythonWorker:
-        """SIGKILL one forked task worker, not the daemon (the task running in it fails, and Spark retries
-        it); waits up to ``timeout`` for one to exist; returns it. An idle pooled worker may be the one
-        killed when no task runs: kill while tasks are running (the tests check ``attemptNumber``)."""
+    def kill_python_worker(self, *, timeout: float = 30.0) -> PythonWorker:
+        """SIGKILL a forked task worker that is computing (its CPU time grew over 0.2 s), not the daemon and
+        not an idle pooled worker, so the task running in it fails and Spark retries it; waits up to
+        ``timeout`` for one; returns it."""
         deadline = time.monotonic() + timeout
         while True:
-            candidates = [p for p in self.python_workers() if p.forked and worker in (None, p.worker)]
-            for candidate in candidates:
+            forked = {p.pid: p for p in self.python_workers() if p.forked}
+            before = {pid: _cpu_seconds(pid) for pid in forked}
+            time.sleep(0.2)
+            busy = [pid for pid in forked if _cpu_seconds(pid) > before[pid] >= 0]
+            for pid in busy:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(candidate.pid, signal.SIGKILL)
-                    return candidate
+                    os.kill(pid, signal.SIGKILL)
+                    return forked[pid]
             if time.monotonic() > deadline:
-                raise self._fail(f"no forked Python task worker appeared within {timeout}s")
-            time.sleep(0.05)
+                raise self._fail(f"no Python task worker computed within {timeout}s")
 
     def kill_worker(self, i: int) -> None:
         """SIGKILL worker ``i``'s whole process group: its JVM, its executors and their Python processes."""
@@ -314,6 +316,16 @@ class StandaloneCluster:
                     process.wait(timeout=0.1)
             if not any(_group_alive(p.pid) for p in processes):
                 break
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` so far; -1 when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _group_alive(group: int) -> bool:

@@ -5,6 +5,7 @@ rows, and nothing left running after teardown."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -68,15 +69,18 @@ def test_a_job_runs_on_the_executors_of_both_workers(cluster, spark):
     assert os.getpid() not in {t[1] for t in tasks}
 
 
-def test_a_killed_python_worker_is_retried_and_the_result_is_complete(cluster, spark):
+def test_a_killed_python_worker_is_retried_and_the_result_is_complete(cluster, spark, tmp_path):
     from pyspark import TaskContext
 
-    n, partitions = 10_000, 6
+    n, partitions, started = 10_000, 6, tmp_path / "started"
+    started.mkdir()
 
     def slow(rows):
+        import os
         import time
 
         context = TaskContext.get()
+        (started / f"{context.partitionId()}-{context.attemptNumber()}").write_text(str(os.getpid()))
         values = list(rows)
         time.sleep(3)
         yield context.partitionId(), context.attemptNumber(), len(values), sum(values)
@@ -93,18 +97,22 @@ def test_a_killed_python_worker_is_retried_and_the_result_is_complete(cluster, s
 
     job = threading.Thread(target=run)
     job.start()
-    killed = cluster.kill_python_worker(timeout=60)
+    deadline = time.monotonic() + 60
+    while not (running := sorted(started.glob("*-0"))):  # a task under way, and the worker running it
+        assert time.monotonic() < deadline and job.is_alive()
+        time.sleep(0.05)
+    killed = int(running[0].read_text())
+    assert killed in {w.pid for w in cluster.python_workers() if w.forked}
+    os.kill(killed, signal.SIGKILL)
     job.join(timeout=120)
     assert not job.is_alive()
 
     assert "error" not in results, results.get("error")
-    assert killed.forked
-    with pytest.raises(ProcessLookupError):
-        os.kill(killed.pid, 0)
     tasks = results["tasks"]
     assert sorted(t[0] for t in tasks) == list(range(partitions))  # one result per partition, no duplicates
     assert sum(t[2] for t in tasks) == n and sum(t[3] for t in tasks) == sum(range(n))
-    assert max(t[1] for t in tasks) >= 1  # a task was retried: the kill failed it
+    retried = running[0].name.split("-")[0]
+    assert (started / f"{retried}-1").exists()  # the killed task ran again
     assert spark.sparkContext.getConf().get("spark.task.maxFailures", "4") == "4"
 
 
