@@ -119,7 +119,8 @@ def naive_rows_per_second(predictor: Predictor, source: Path) -> tuple[str, floa
 def spark_rows_per_second(predictors: dict[str, Predictor], source: Path, folder: Path) -> dict[str, float]:
     """Spark engine rows/s per family with ``--explain none``, after a warm-up run on the first 20,000 rows
     (Python workers started, models loaded); the session's start is not counted."""
-    from service.batch.spark import plan_dataset_run, score_dataset, spark_session
+    from service.batch.spark import plan_dataset_run, score_dataset
+    from service.batch.spark_session import spark_session
 
     warm_up = folder / "warm-up.parquet"
     pq.write_table(pq.ParquetFile(source).read_row_group(0).slice(0, 20_000), warm_up)

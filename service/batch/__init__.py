@@ -7,8 +7,11 @@
 - :mod:`~service.batch.publish`: stage output and rejects, reconcile the counts, publish atomically with a
   manifest written last;
 - :mod:`~service.batch.parallel`: the threads that read ahead and score chunks at once;
-- :mod:`~service.batch.local` and :mod:`~service.batch.spark`: the two engines, which differ only in where
-  the chunks are scored.
+- :mod:`~service.batch.local`: the local engine, one file in, one file out, in this process;
+- :mod:`~service.batch.spark`: the Spark engine, datasets of parts in and out (its session in
+  :mod:`~service.batch.spark_session`, its executors' side in :mod:`~service.batch.spark_executor`, its
+  files through :mod:`~service.batch.hadoop_fs`, :mod:`~service.batch.dataset_input` and
+  :mod:`~service.batch.dataset_output`); both score chunks with the same function.
 
 Every input row ends up either in the output (input columns unchanged, then the scores) or in the rejects
 file (one line per broken rule); nothing appears under the final names unless

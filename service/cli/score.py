@@ -197,7 +197,8 @@ def _score_on_spark(
     quiet: bool,
 ) -> None:
     from service.batch.dataset_output import MANIFEST, REJECTS, SCORED
-    from service.batch.spark import plan_dataset_run, score_dataset, spark_session
+    from service.batch.spark import plan_dataset_run, score_dataset
+    from service.batch.spark_session import spark_session
 
     with spark_session(master=spark_master, quiet=quiet) as spark:
         partitions = (partition_by.value,) if partition_by else ()

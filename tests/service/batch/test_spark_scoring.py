@@ -504,7 +504,7 @@ def test_cli_spark_engine_under_quiet_prints_only_the_result(registry, bad_csv, 
     ],
 )
 def test_spark_local_ip_is_only_defaulted_in_local_mode(monkeypatch, tmp_path, submit_args, defaults, local):
-    from service.batch.spark import _local_master
+    from service.batch.spark_session import _local_master
 
     monkeypatch.delenv("PYSPARK_SUBMIT_ARGS", raising=False)
     if submit_args is not None:
