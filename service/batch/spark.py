@@ -5,7 +5,8 @@ The driver lists and checks the input's parts (:mod:`service.batch.dataset_input
 models as the local engine does, and broadcasts the verified artifacts' bytes: each executor Python process
 writes them to a scratch folder, loads them once with their registry digests checked again
 (:meth:`features.model.riskmodel.RiskModel.load`), and never contacts the registry. Executors score their
-rows with :func:`service.batch.score.score_chunk`, the local engine's function, inside ``mapInArrow``:
+rows with :func:`service.batch.score.score_chunk`, the local engine's function, inside ``mapInArrow``
+(:mod:`service.batch.spark_executor`):
 
 - CSV parts are read with Spark's text source, one line per row, parsed by
   :func:`service.batch.read.read_csv_lines` as the local engine parses a file. A first pass counts the lines
@@ -18,9 +19,9 @@ The scored rows and the reject lines leave ``mapInArrow`` as one table (the unio
 kind), persisted on the executors; Spark's writers then write the scored dataset (one part per task, and per
 value with ``partition_by``) and the rejects dataset into the run's staging folder. Counts come from a
 Spark aggregate over that table, every written part is described (rows, SHA-256) by the executors, and the
-driver publishes only when ``rows in the parts = rows scored + rows rejected`` and the written parts hold
-exactly those rows. The driver handles names, counts and one row per block or part: its memory and CPU do
-not grow with the rows (docs/performance.md).
+driver publishes only when, for every input part, its rows = its rows scored + rejected = its distinct row
+numbers, and the written parts hold exactly the rows counted. The driver handles names, counts and one row
+per block or part: its memory and CPU do not grow with the rows (docs/performance.md).
 
 Each output row carries its identity: ``input_file`` (the part's path relative to the input's root) and
 ``row_number`` (1-based, within the part, as the local engine numbers a file's rows).
